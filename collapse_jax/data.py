@@ -1,0 +1,198 @@
+"""The data layer: alignment matrices and frustration masks (MODEL.md §1).
+
+The standard data set has `n` clean samples per class (row `e_c` of the alignment matrix `A`)
+followed by a block of *shared* rows (all-ones rows: aligned with every class). Shapes must be
+static under `jit`/`vmap`, so a sweep over the frustration ratio keeps the number of shared
+rows fixed (``max_shared``) and changes which of them are active and with what weight.
+
+Rule for mapping a frustration ratio `phi` to shared rows (the toolkit always reports the `M`
+it used, see :attr:`StandardData.shared_total`):
+
+* ``"round"`` (default): `M = round(phi K n / (1 - phi))` shared rows are active with weight 1,
+  the rest are inactive (weight 0). Every closed form of MODEL.md §2 holds exactly.
+* ``"spread"``: every one of the ``max_shared`` rows is active with weight
+  `w = M / max_shared`, `M = phi K n / (1 - phi)` unrounded. The total shared weight is `M`, so
+  sector II (`lambda_pm`, the collapse rate) holds with that `M`; sectors I and III use `w`
+  (see :func:`collapse_jax.exact.sector_eigenvalues`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray
+
+__all__ = [
+    "StandardData",
+    "standard_data",
+    "frustration_data",
+    "shared_from_frustration",
+    "init_embedding_state",
+]
+
+ShareRule = Literal["round", "spread"]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_frustration(name: str, phi) -> float:
+    phi = float(phi)
+    if not math.isfinite(phi) or not 0.0 <= phi < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {phi}")
+    return phi
+
+
+class StandardData(eqx.Module):
+    """The standard data set with a fixed-shape block of shared rows.
+
+    Attributes:
+        n_classes: `K`, static.
+        per_class: `n`, clean samples per class, static.
+        shared_mask: `(max_shared,)` array of 0/1, which shared rows are active.
+        shared_weight: scalar weight `w` of every active shared row.
+
+    The alignment matrix is `A = [[I_K ⊗ 1_n], [w * mask ⊗ 1_K]]`, of shape
+    `(K n + max_shared, K)`. All array fields may carry a leading batch axis under `vmap`.
+    """
+
+    n_classes: int = eqx.field(static=True)
+    per_class: int = eqx.field(static=True)
+    shared_mask: Float[Array, " max_shared"]
+    shared_weight: Float[Array, ""]
+
+    @property
+    def max_shared(self) -> int:
+        return self.shared_mask.shape[-1]
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_classes * self.per_class + self.max_shared
+
+    @property
+    def shared_count(self) -> Float[Array, ""]:
+        """Number of active shared rows `m`."""
+        return jnp.sum(self.shared_mask, axis=-1)
+
+    @property
+    def shared_total(self) -> Float[Array, ""]:
+        """Total shared weight `M = w m`: the `M` of every closed form."""
+        return self.shared_weight * self.shared_count
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index of every clean sample, `(K n,)` (shared rows have no class)."""
+        return np.repeat(np.arange(self.n_classes), self.per_class)
+
+    def matrix(self) -> Alignment:
+        """The alignment matrix `A` of shape `(N, K)` (MODEL.md §1)."""
+        K, n = self.n_classes, self.per_class
+        dtype = self.shared_mask.dtype
+        clean = jnp.repeat(jnp.eye(K, dtype=dtype), n, axis=0)
+        shared = jnp.broadcast_to(
+            (self.shared_weight * self.shared_mask)[:, None], (self.max_shared, K)
+        )
+        return jnp.concatenate([clean, shared], axis=0)
+
+
+def _float_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def standard_data(
+    n_classes: int, per_class: int, shared: int, *, max_shared: int | None = None
+) -> StandardData:
+    """The standard data set: `n` clean samples per class and `M` shared samples.
+
+    Args:
+        n_classes: `K >= 2`.
+        per_class: `n >= 1`.
+        shared: `M >= 0`, number of active shared samples (weight 1).
+        max_shared: number of shared rows to allocate (default `M`); rows beyond `M` are
+            inactive. Use it to give several data sets one shape.
+    """
+    K = _check_int("n_classes", n_classes, 2)
+    n = _check_int("per_class", per_class, 1)
+    M = _check_int("shared", shared, 0)
+    rows = M if max_shared is None else _check_int("max_shared", max_shared, 0)
+    if rows < M:
+        raise ValueError(f"max_shared must be >= shared={M}, got {rows}")
+    dtype = _float_dtype()
+    mask = (jnp.arange(rows) < M).astype(dtype)
+    return StandardData(K, n, mask, jnp.asarray(1.0, dtype))
+
+
+def shared_from_frustration(n_classes: int, per_class: int, frustration) -> float:
+    """`M = phi K n / (1 - phi)`, unrounded (MODEL.md §1)."""
+    phi = _check_frustration("frustration", frustration)
+    return phi * n_classes * per_class / (1.0 - phi)
+
+
+def frustration_data(
+    n_classes: int,
+    per_class: int,
+    frustration,
+    *,
+    max_shared: int,
+    rule: ShareRule = "round",
+) -> StandardData:
+    """A standard data set realising frustration ratio `phi` with fixed shapes.
+
+    Works on a Python float or on an array of ratios (then every array field gets a leading
+    batch axis, ready for `vmap`). See the module docstring for the two rules.
+
+    Raises:
+        ValueError: if a ratio is outside `[0, 1)` or needs more than ``max_shared`` rows.
+    """
+    K = _check_int("n_classes", n_classes, 2)
+    n = _check_int("per_class", per_class, 1)
+    rows = _check_int("max_shared", max_shared, 0)
+    if rule not in ("round", "spread"):
+        raise ValueError(f"rule must be 'round' or 'spread', got {rule!r}")
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    for phi in phis.ravel():
+        _check_frustration("frustration", phi)
+    M = phis * K * n / (1.0 - phis)
+    dtype = _float_dtype()
+    if rule == "round":
+        m = np.round(M)
+        if np.any(m > rows):
+            raise ValueError(
+                f"max_shared={rows} is too small: frustration {phis.max()} needs "
+                f"{int(m.max())} shared rows"
+            )
+        mask = (np.arange(rows)[None, :] < m[:, None]).astype(np.float64)
+        weight = np.ones_like(M)
+    else:
+        if rows == 0 and np.any(M > 0):
+            raise ValueError("max_shared must be >= 1 for rule='spread' with frustration > 0")
+        mask = np.ones((phis.size, rows))
+        weight = M / max(rows, 1)
+    if np.ndim(frustration) == 0:
+        mask, weight = mask[0], weight[0]
+    return StandardData(K, n, jnp.asarray(mask, dtype), jnp.asarray(weight, dtype))
+
+
+def init_embedding_state(
+    key: PRNGKeyArray, n_samples: int, n_classes: int, dim: int
+) -> EmbeddingState:
+    """Default initial state (MODEL.md §1): `x ~ N(0, 1)`, `y ~ 2 N(0, 1)`."""
+    N = _check_int("n_samples", n_samples, 1)
+    K = _check_int("n_classes", n_classes, 2)
+    d = _check_int("dim", dim, 1)
+    kx, ky = jax.random.split(key)
+    dtype = _float_dtype()
+    x = jax.random.normal(kx, (N, d), dtype)
+    y = 2.0 * jax.random.normal(ky, (K, d), dtype)
+    return EmbeddingState(x, y)

@@ -1,0 +1,190 @@
+"""Closed forms of the embedding-only model (MODEL.md §2).
+
+The permutation symmetry of the standard data set splits the state into three invariant
+sectors (plus, in a fixed-shape sweep, the inactive shared rows):
+
+* I (sample fluctuations): clean samples around their class mean decay at rate 1; active
+  shared samples around their mean at rate `K w`.
+* II (inter-class bias): `(dxbar_c, dy_c)` obey `[[-1, 1], [n, -(n+M)]]`, eigenvalues
+  `lambda_pm = (-(n+M+1) pm sqrt((n+M+1)^2 - 4M)) / 2`.
+* III (global translation): `(xbar, ybar, xbar_S)` obey `[[-1, 1, 0], [n, -(n+M), M],
+  [0, K w, -K w]]`, eigenvalues `0` and the roots of
+  `lambda^2 + (1 + n + M + K w) lambda + (M + K w (n + 1)) = 0` (for `w = 1` this is the table's
+  `lambda^2 + (n+M+K+1) lambda + (Kn+K+M)`); for `m = 0` active shared rows, `0` and `-(n+1)`.
+* inactive shared rows (weight 0) do not move: eigenvalue 0.
+
+`M = w m` is the total shared weight (`w = 1` for the standard data set). Everything here
+works on a :class:`~collapse_jax.data.StandardData` and is `jit`/`vmap`-compatible except
+:func:`sector_eigenvalues`, which returns host arrays with multiplicities.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._types import Array, EmbeddingState, Float
+from .data import StandardData
+
+__all__ = [
+    "lambda_pm",
+    "bias_propagator",
+    "global_matrix",
+    "sector_eigenvalues",
+    "exact_solution",
+    "exact_class_distances",
+    "exact_min_l2",
+]
+
+
+def lambda_pm(per_class, shared_total):
+    """Sector II eigenvalues `(lambda_plus, lambda_minus)` (MODEL.md §2).
+
+    `lambda_plus` is computed as `M / lambda_minus` (their product is `M`), which keeps full
+    relative precision when `M << n` and is exactly 0 at `M = 0`.
+    """
+    n = jnp.asarray(per_class)
+    M = jnp.asarray(shared_total)
+    b = n + M + 1.0
+    lam_minus = -0.5 * (b + jnp.sqrt(b * b - 4.0 * M))
+    return M / lam_minus, lam_minus
+
+
+def bias_propagator(per_class, shared_total, t) -> Float[Array, "... 2 2"]:
+    """`expm(J_II t)` for `J_II = [[-1, 1], [n, -(n+M)]]`, in closed form.
+
+    `expm(J t) = [e^{l+ t}(J - l- I) - e^{l- t}(J - l+ I)] / (l+ - l-)`; the eigenvalues are
+    always distinct (`(n+M+1)^2 > 4M`).
+    """
+    n = jnp.asarray(per_class)
+    M = jnp.asarray(shared_total)
+    lp, lm = lambda_pm(n, M)
+    t = jnp.asarray(t)
+    ep, em = jnp.exp(lp * t), jnp.exp(lm * t)
+    delta = lp - lm
+    d = (ep - em) / delta
+    p11 = (ep * (-1.0 - lm) - em * (-1.0 - lp)) / delta
+    p22 = (ep * (-(n + M) - lm) - em * (-(n + M) - lp)) / delta
+    return jnp.stack([jnp.stack([p11, d], -1), jnp.stack([n * d, p22], -1)], -2)
+
+
+def global_matrix(per_class, n_classes, shared_weight, shared_count) -> Float[Array, "3 3"]:
+    """Sector III matrix on `(xbar, ybar, xbar_S)` (see the module docstring)."""
+    n = jnp.asarray(per_class, dtype=jnp.result_type(float))
+    w = jnp.asarray(shared_weight)
+    M = w * shared_count
+    Kw = n_classes * w
+    zero = jnp.zeros_like(M)
+    return jnp.stack(
+        [
+            jnp.stack([-jnp.ones_like(M), jnp.ones_like(M), zero]),
+            jnp.stack([n + zero, -(n + M), M]),
+            jnp.stack([zero, Kw, -Kw]),
+        ]
+    )
+
+
+def _quadratic_roots(b: float, c: float) -> list[float]:
+    """Real roots of `l^2 + b l + c` (discriminant >= 0 here), computed stably."""
+    disc = max(b * b - 4.0 * c, 0.0)
+    q = -0.5 * (b + np.sqrt(disc))
+    return [q, c / q] if q != 0.0 else [0.0, -b]
+
+
+def sector_eigenvalues(data: StandardData) -> dict[str, np.ndarray]:
+    """Closed-form Jacobian eigenvalues per sector, in the row space (multiply by `d`).
+
+    Returns a dict ``{"I", "II", "III"[, "inactive"]}`` of ascending float64 arrays with
+    multiplicities (MODEL.md §2 table). ``data`` must be concrete (not traced).
+    """
+    K, n = data.n_classes, data.per_class
+    mask = np.asarray(data.shared_mask, dtype=np.float64)
+    m = int(round(mask.sum()))
+    w = float(data.shared_weight)
+    M = w * m
+    lp, lm = (float(v) for v in lambda_pm(float(n), M))
+    sector_i = [-1.0] * (K * (n - 1)) + [-K * w] * max(m - 1, 0)
+    sector_ii = [lp] * (K - 1) + [lm] * (K - 1)
+    if m > 0:
+        sector_iii = [0.0] + _quadratic_roots(1.0 + n + M + K * w, M + K * w * (n + 1.0))
+    else:
+        sector_iii = [0.0, -(n + 1.0)]
+    out = {
+        "I": np.sort(np.array(sector_i)),
+        "II": np.sort(np.array(sector_ii)),
+        "III": np.sort(np.array(sector_iii)),
+    }
+    if mask.size > m:
+        out["inactive"] = np.zeros(mask.size - m)
+    return out
+
+
+def _split(state: EmbeddingState, data: StandardData):
+    K, n = data.n_classes, data.per_class
+    x, y = state
+    d = x.shape[-1]
+    xc = x[: K * n].reshape(K, n, d)
+    xs = x[K * n :]
+    return xc, xs, y
+
+
+def exact_solution(
+    state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
+) -> EmbeddingState:
+    """`z(t) = expm(J t) z(0)` through the sectors, `O(N d)` per time point (MODEL.md §2).
+
+    Returns an :class:`EmbeddingState` whose arrays carry a leading time axis.
+    """
+    K = data.n_classes
+    xc, xs, y = _split(state0, data)
+    mask = data.shared_mask
+    w = data.shared_weight
+    m = jnp.sum(mask)
+    M = w * m
+    mean_c = xc.mean(axis=1)
+    fluct = xc - mean_c[:, None, :]
+    mean_s = jnp.sum(mask[:, None] * xs, axis=0) / jnp.maximum(m, 1.0)
+    fluct_s = xs - mean_s
+    gx, gy = mean_c.mean(axis=0), y.mean(axis=0)
+    bx, by = mean_c - gx, y - gy
+    G = global_matrix(data.per_class, K, w, m)
+    g0 = jnp.stack([gx, gy, mean_s])  # (3, d)
+
+    def at(t):
+        P = bias_propagator(data.per_class, M, t)
+        bxt = P[0, 0] * bx + P[0, 1] * by
+        byt = P[1, 0] * bx + P[1, 1] * by
+        gt = jax.scipy.linalg.expm(G * t) @ g0
+        x_clean = (gt[0] + bxt)[:, None, :] + fluct * jnp.exp(-t)
+        x_shared = jnp.where(mask[:, None] > 0, gt[2] + fluct_s * jnp.exp(-K * w * t), xs)
+        x = jnp.concatenate([x_clean.reshape(-1, xc.shape[-1]), x_shared], axis=0)
+        return EmbeddingState(x, gt[1] + byt)
+
+    return jax.vmap(at)(jnp.asarray(ts))
+
+
+def exact_class_distances(
+    state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
+) -> Float[Array, "times classes classes"]:
+    """`|y_c(t) - y_c'(t)|` on the exact path, evolved directly from the pair differences.
+
+    Label differences obey sector II alone, so they are propagated without ever being formed
+    as a difference of O(1) positions: no round-off floor (MODEL.md §2).
+    """
+    xc, _, y = _split(state0, data)
+    mean_c = xc.mean(axis=1)
+    dx = mean_c[:, None, :] - mean_c[None, :, :]
+    dy = y[:, None, :] - y[None, :, :]
+    P = bias_propagator(data.per_class, data.shared_total, jnp.asarray(ts))  # (T, 2, 2)
+    dyt = P[:, 1, 0, None, None, None] * dx + P[:, 1, 1, None, None, None] * dy
+    return jnp.sqrt(jnp.sum(dyt * dyt, axis=-1))
+
+
+def exact_min_l2(
+    state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
+) -> Float[Array, " times"]:
+    """`MinL2(t)` on the exact path, free of round-off (see :func:`exact_class_distances`)."""
+    D = exact_class_distances(state0, data, ts)
+    K = D.shape[-1]
+    return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D), axis=(-2, -1))

@@ -1,0 +1,117 @@
+"""Metrics of a state (MODEL.md §1): MinL2, class distances, accuracy, loss."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._types import Array, Float
+
+__all__ = [
+    "class_distances",
+    "min_l2",
+    "nearest_label_accuracy",
+    "roundoff_floor",
+    "ROUNDOFF_FACTOR",
+    "embedding_metrics",
+    "fit_slow_rate",
+]
+
+#: MinL2 below ``ROUNDOFF_FACTOR * eps * (1 + max_c |y_c|)`` is at the round-off floor: label
+#: differences there are artefacts of floating point, so accuracy is not reported (NaN).
+ROUNDOFF_FACTOR = 1e3
+
+
+def class_distances(y: Float[Array, "classes dim"]) -> Float[Array, "classes classes"]:
+    """`D_cc' = |y_c - y_c'|` (K is small, so the K x K x d difference is cheap)."""
+    diff = y[:, None, :] - y[None, :, :]
+    return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+
+
+def min_l2(y: Float[Array, "classes dim"]) -> Float[Array, ""]:
+    """`MinL2 = min_{c != c'} |y_c - y_c'|`, the collapse measure (MODEL.md §1)."""
+    K = y.shape[0]
+    D = class_distances(y)
+    return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D))
+
+
+def roundoff_floor(y: Float[Array, "classes dim"]) -> Float[Array, ""]:
+    """The MinL2 below which label differences are floating-point round-off."""
+    eps = jnp.finfo(y.dtype).eps
+    return ROUNDOFF_FACTOR * eps * (1.0 + jnp.max(jnp.linalg.norm(y, axis=-1)))
+
+
+def nearest_label_accuracy(
+    predictions: Float[Array, "clean dim"],
+    y: Float[Array, "classes dim"],
+    per_class: int,
+    n_shared=0,
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Nearest-label accuracy over clean samples and over all samples (MODEL.md §1).
+
+    ``predictions`` holds `yhat(x_i)` of the clean samples, class-major (``per_class`` each).
+    ``n_shared`` active shared samples have no correct class and count as wrong in the second
+    value. Ties count as wrong. Distances are compared through
+    `|y_k - ybar|^2 - 2 (p_i - ybar).(y_k - ybar)` (centred, so no `N x K x d` tensor and no
+    cancellation against `|p_i|^2`). Both values are
+    NaN when MinL2 is at the round-off floor (:func:`roundoff_floor`).
+    """
+    ybar = jnp.mean(y, axis=0)
+    yc = y - ybar
+    n_clean = predictions.shape[0]
+    p = predictions - ybar
+    scores = jnp.sum(yc * yc, axis=-1)[None, :] - 2.0 * p @ yc.T  # (n_clean, K)
+    labels = jnp.arange(n_clean) // per_class
+    own = jnp.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
+    others = jnp.where(jnp.arange(y.shape[0])[None, :] == labels[:, None], jnp.inf, scores).min(
+        axis=1
+    )
+    correct = jnp.sum(own < others)
+    below = min_l2(y) <= roundoff_floor(y)
+    acc_clean = jnp.where(below, jnp.nan, correct / n_clean)
+    acc_all = jnp.where(below, jnp.nan, correct / (n_clean + n_shared))
+    return acc_clean, acc_all
+
+
+def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
+    """MinL2, loss and accuracies of one embedding-model state (MODEL.md §1, §2).
+
+    ``data`` is a :class:`~collapse_jax.data.StandardData`; `vmap` over a leading time axis of
+    ``state`` for a trajectory.
+    """
+    from .losses import embedding_loss
+
+    n_clean = data.n_classes * data.per_class
+    acc, acc_all = nearest_label_accuracy(
+        state.x[:n_clean], state.y, data.per_class, data.shared_count
+    )
+    return {
+        "min_l2": min_l2(state.y),
+        "loss": embedding_loss(state, state, data.matrix()),
+        "accuracy": acc,
+        "accuracy_all": acc_all,
+    }
+
+
+def fit_slow_rate(ts, values, floor=None) -> float:
+    """Late-time exponential rate of ``values(t)``: least-squares slope of `log values` vs `t`.
+
+    Window (documented choice): the valid points (finite, above ``floor``, default
+    `1e-8 max(values)`, below which integrator tolerances and round-off dominate) with
+    `t >= t_last / 10`, where `t_last` is the last valid time; at least three points, else NaN.
+    For the embedding model the fast mode has decayed by
+    `e^{-(n+M+1) t_last / 10}` there, so the slope is `lambda_plus` (MODEL.md §2).
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if floor is None:
+        floor = 1e-8 * np.nanmax(np.abs(v))
+    valid = np.isfinite(v) & (v > floor)
+    if valid.sum() < 3:
+        return float("nan")
+    t_last = ts[valid].max()
+    window = valid & (ts >= t_last / 10)
+    if window.sum() < 3:
+        return float("nan")
+    slope, _ = np.polyfit(ts[window], np.log(v[window]), 1)
+    return float(slope)
