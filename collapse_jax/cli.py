@@ -25,6 +25,9 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, never the usage block
+        # our argument types name their flag already: drop argparse's "argument --x: " prefix
+        if message.startswith("argument ") and ": --" in message:
+            message = message.split(": ", 1)[1]
         raise UsageError(message)
 
 
@@ -153,7 +156,67 @@ def _parser() -> argparse.ArgumentParser:
         default=200_000,
         help="solver step budget (default %(default)s)",
     )
+    sw = sub.add_parser("sweep", help="jit(vmap) over frustration ratios x seeds, sharded")
+    _add_model_flags(sw)
+    sw.add_argument(
+        "--frustration",
+        type=_frustration_range,
+        default="0:0.5:16",
+        help="START:STOP:COUNT ratios, STOP included (default %(default)s)",
+    )
+    sw.add_argument(
+        "--seeds",
+        type=_int_at_least("--seeds", 1),
+        default=4,
+        help="number of seeds 0..N-1 (default %(default)s)",
+    )
+    sw.add_argument("--out", default="results/sweep", help="output folder (default %(default)s)")
+    sw.add_argument(
+        "--method",
+        choices=["exact", "integrate"],
+        default="exact",
+        help="exact sector solution (default) or diffrax integration",
+    )
+    sw.add_argument(
+        "--rule",
+        choices=["round", "spread"],
+        default="round",
+        help="how a ratio becomes shared rows (default %(default)s)",
+    )
+    sw.add_argument(
+        "--t1", type=_positive_float("--t1"), default=1e3, help="end time (default %(default)s)"
+    )
+    sw.add_argument(
+        "--t-min",
+        type=_positive_float("--t-min"),
+        default=1e-2,
+        help="first save time (default %(default)s)",
+    )
+    sw.add_argument(
+        "--points",
+        type=_int_at_least("--points", 2),
+        default=100,
+        help="log-spaced save times (default %(default)s)",
+    )
     return p
+
+
+def _frustration_range(text):
+    parts = text.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--frustration must be START:STOP:COUNT, got {text!r}"
+        ) from None
+    for value in (start, stop):
+        if not (math.isfinite(value) and 0.0 <= value < 1.0):
+            raise argparse.ArgumentTypeError(f"--frustration values must lie in [0, 1), got {text}")
+    if count < 1 or (count == 1 and start != stop):
+        raise argparse.ArgumentTypeError(f"--frustration COUNT must be >= 1, got {text}")
+    return np.linspace(start, stop, count)
 
 
 def _jsonable(obj):
@@ -308,6 +371,23 @@ def _print_human(command, out):
                 f"  sector {name:9s} {len(pred):4d} eigenvalues, distinct predicted "
                 f"{np.array2string(uniq, precision=6)}  max error {err:.2e}"
             )
+    elif command == "sweep":
+        print(
+            f"{len(out['frustration'])} ratios x {out['seeds']} seeds in {out['seconds']:.2f} s "
+            f"(compile {out['compile_seconds']:.2f} s, run {out['run_seconds']:.3f} s) on "
+            f"{len(out['devices'])} device(s); failed members: {out['failed_members']}"
+        )
+        print("   phi      M   final MinL2   slow fit   lambda+")
+        for row in zip(
+            out["frustration"],
+            out["shared"],
+            out["final_min_l2"],
+            out["slow_rate_fit"],
+            out["slow_rate_predicted"],
+            strict=True,
+        ):
+            print("  {:.3f} {:6.1f} {:12.4e} {:10.5f} {:9.5f}".format(*row))
+        print(f"results: {out['file']}\nfigure:  {out['figure']}")
     elif command == "simulate":
         print(
             f"solver={out['solver']} result={out['result']} steps={out['steps']} "
@@ -327,7 +407,68 @@ def _print_human(command, out):
         )
 
 
-COMMANDS = {"spectrum": _cmd_spectrum, "simulate": _cmd_simulate}
+def _nanmean_rows(a):
+    """Mean over seeds ignoring NaN (a ratio where no seed collapsed stays NaN, silently)."""
+    a = np.asarray(a, dtype=np.float64)
+    count = np.sum(np.isfinite(a), axis=1)
+    total = np.nansum(a, axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _cmd_sweep(args, progress):
+    import os
+
+    from .integrate import log_times
+    from .plots import sweep_figure
+    from .sweep import collapse_time, embedding_sweep, fitted_rates, save_sweep
+
+    if args.t_min > args.t1:
+        raise UsageError(f"--t-min must be <= --t1={args.t1}, got {args.t_min}")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {args.out!r} cannot be created: {err.strerror}") from None
+    ts = log_times(args.t_min, args.t1, args.points)
+    if progress:
+        print(f"sweeping {len(args.frustration)} ratios x {args.seeds} seeds ...", file=sys.stderr)
+    start = time.perf_counter()
+    result = embedding_sweep(
+        args.frustration,
+        args.seeds,
+        n_classes=args.classes,
+        per_class=args.per_class,
+        dim=args.dim,
+        ts=ts,
+        method=args.method,
+        rule=args.rule,
+    )
+    seconds = time.perf_counter() - start
+    rates = fitted_rates(result)
+    file = save_sweep(result, os.path.join(args.out, "sweep.npz"))
+    figure = sweep_figure(result, rates, os.path.join(args.out, "sweep.png"))
+    final = result.min_l2[..., -1]
+    return {
+        "file": file,
+        "figure": figure,
+        "frustration": result.frustration,
+        "shared": result.shared,
+        "final_min_l2": final.mean(axis=1),
+        "slow_rate_fit": _nanmean_rows(rates["slow_rate_fit"]),
+        "slow_rate_predicted": rates["slow_rate_predicted"],
+        "fast_rate_fit": _nanmean_rows(rates["fast_rate_fit"]),
+        "fast_rate_predicted": rates["fast_rate_predicted"],
+        "collapse_time": _nanmean_rows(collapse_time(result.t, result.min_l2)),
+        "failed_members": int(np.sum(result.result != 0)),
+        "seconds": seconds,
+        "compile_seconds": result.metadata["compile_seconds"],
+        "run_seconds": result.metadata["run_seconds"],
+        "devices": result.metadata["devices"],
+        "method": args.method,
+        "seeds": args.seeds,
+    }
+
+
+COMMANDS = {"spectrum": _cmd_spectrum, "simulate": _cmd_simulate, "sweep": _cmd_sweep}
 
 
 def main(argv=None) -> int:

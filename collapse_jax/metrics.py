@@ -15,6 +15,7 @@ __all__ = [
     "ROUNDOFF_FACTOR",
     "embedding_metrics",
     "fit_slow_rate",
+    "fit_fast_rate",
 ]
 
 #: MinL2 below ``ROUNDOFF_FACTOR * eps * (1 + max_c |y_c|)`` is at the round-off floor: label
@@ -93,6 +94,22 @@ def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
     }
 
 
+def _slow_fit(ts, values, floor=None):
+    ts = np.asarray(ts, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if floor is None:
+        floor = 1e-8 * np.nanmax(np.abs(v))
+    valid = np.isfinite(v) & (v > floor)
+    if valid.sum() < 3:
+        return float("nan"), float("nan"), float("nan")
+    t_last = ts[valid].max()
+    window = valid & (ts >= t_last / 10)
+    if window.sum() < 3:
+        return float("nan"), float("nan"), float("nan")
+    slope, intercept = np.polyfit(ts[window], np.log(v[window]), 1)
+    return float(slope), float(intercept), float(t_last / 10)
+
+
 def fit_slow_rate(ts, values, floor=None) -> float:
     """Late-time exponential rate of ``values(t)``: least-squares slope of `log values` vs `t`.
 
@@ -102,16 +119,28 @@ def fit_slow_rate(ts, values, floor=None) -> float:
     For the embedding model the fast mode has decayed by
     `e^{-(n+M+1) t_last / 10}` there, so the slope is `lambda_plus` (MODEL.md §2).
     """
+    return _slow_fit(ts, values, floor)[0]
+
+
+def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
+    """Early exponential rate: the rate at which `log values` approaches its slow line.
+
+    With `MinL2(t) = |u e^{l+ t} + v e^{l- t}|`, `log MinL2 - (l+ t + log|u|)` decays as
+    `c e^{(l- - l+) t}`. The residual of the slow fit (:func:`fit_slow_rate`, whose window also
+    gives the line) is fitted where `1e-9 < |residual| < 1e-2`, before the slow window; the
+    returned rate is that slope plus the slow rate. NaN with fewer than three points.
+    ``slow_rate`` is accepted for symmetry but the line is always refitted.
+    """
+    del slow_rate
+    slope, intercept, t_start = _slow_fit(ts, values, floor)
+    if not np.isfinite(slope):
+        return float("nan")
     ts = np.asarray(ts, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
-    if floor is None:
-        floor = 1e-8 * np.nanmax(np.abs(v))
-    valid = np.isfinite(v) & (v > floor)
-    if valid.sum() < 3:
-        return float("nan")
-    t_last = ts[valid].max()
-    window = valid & (ts >= t_last / 10)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resid = np.abs(np.log(v) - (slope * ts + intercept))
+    window = np.isfinite(resid) & (resid > 1e-9) & (resid < 1e-2) & (ts < t_start)
     if window.sum() < 3:
         return float("nan")
-    slope, _ = np.polyfit(ts[window], np.log(v[window]), 1)
-    return float(slope)
+    rel, _ = np.polyfit(ts[window], np.log(resid[window]), 1)
+    return float(rel + slope)

@@ -1,0 +1,75 @@
+"""Figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["sweep_figure"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sweep_figure(result, rates: dict, path) -> str:
+    """Phase diagram of a frustration sweep: final MinL2, collapse rate, MinL2(t).
+
+    Panels: (a) final MinL2 vs frustration ratio (each seed, and the mean); (b) fitted slow rate
+    vs `lambda_plus` of MODEL.md §2; (c) MinL2(t) of the first seed for a few ratios.
+    Values below 1e-30 are drawn at 1e-30 (they reach float64 underflow at long times).
+    """
+    plt = _pyplot()
+    phi = result.frustration
+    floor = 1e-30
+    final = np.clip(result.min_l2[..., -1], floor, None)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    for j in range(final.shape[1]):
+        ax.semilogy(phi, final[:, j], ".", color="0.6", label="seeds" if j == 0 else None)
+    ax.semilogy(
+        phi,
+        np.exp(np.mean(np.log(final), axis=1)),
+        "-o",
+        color="C0",
+        label="geometric mean over seeds",
+    )
+    ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+    ax.axhline(floor, color="C3", lw=0.8, ls=":", label=f"values below {floor:g} drawn here")
+    ax.set_ylabel(rf"MinL2 at $t = {result.t[-1]:.3g}$")
+    ax.set_title("(a) final class separation")
+    ax.legend()
+    ax = axes[1]
+    ax.plot(phi, -np.nanmean(rates["slow_rate_fit"], axis=1), "o", label="fit (mean over seeds)")
+    ax.plot(phi, -rates["slow_rate_predicted"], "-", color="k", label=r"$-\lambda_+$ (MODEL.md §2)")
+    ax.set_xlabel(r"frustration ratio $\varphi$")
+    ax.set_ylabel(r"collapse rate $-\mathrm{d}\log \mathrm{MinL2}/\mathrm{d}t$ (1/time)")
+    ax.set_title("(b) slow collapse rate")
+    ax.legend()
+    ax = axes[2]
+    picks = np.unique(np.linspace(0, len(phi) - 1, min(5, len(phi))).astype(int))
+    for i in picks:
+        ax.loglog(
+            result.t,
+            np.clip(result.min_l2[i, 0], 1e-300, None),
+            label=rf"$\varphi={phi[i]:.3f}$, $M={result.shared[i]:.3g}$",
+        )
+    top = np.nanmax(result.min_l2[picks, 0])
+    ax.set_ylim(max(floor, np.nanmin(result.min_l2[picks, 0])), 3 * top)
+    ax.set_xlabel("time t")
+    ax.set_ylabel("MinL2(t)")
+    ax.set_title("(c) MinL2 trajectories (seed 0)")
+    ax.legend(fontsize=8)
+    meta = result.metadata
+    fig.suptitle(
+        f"{meta['model']} model, K={meta['n_classes']}, n={meta['per_class']}, "
+        f"d={meta['dim']}, {len(result.seed)} seeds, method={meta['method']}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,331 @@
+"""Sweeps over frustration ratios x seeds: ``jit(vmap(single))``, sharded over every device.
+
+One member is written once (:func:`embedding_member`); the sweep flattens the
+`frustration x seed` grid into one axis, pads it to a multiple of the device count, lays it
+out over a one-axis :class:`jax.sharding.Mesh` (``"sweep"``) and runs ``jit(vmap(member))``.
+Across hosts, call :func:`initialize_distributed` (a thin wrapper of
+``jax.distributed.initialize``) first on every process: the mesh then spans every device of
+every host, each host builds only its own shards (``jax.make_array_from_callback``), and the
+results are gathered with ``multihost_utils.process_allgather``.
+
+A member whose solve fails keeps its diffrax result code (``result``, 0 = successful) and its
+NaN-free neighbours finish: ``simulate`` runs with ``throw=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .data import ShareRule, frustration_data, init_embedding_state
+from .exact import exact_min_l2, exact_solution, lambda_pm
+from .fields import vector_field
+from .integrate import log_times, simulate
+from .losses import embedding_loss
+from .metrics import embedding_metrics, fit_fast_rate, fit_slow_rate, min_l2
+
+__all__ = [
+    "SweepResult",
+    "embedding_member",
+    "embedding_sweep",
+    "initialize_distributed",
+    "save_sweep",
+    "load_sweep",
+    "collapse_time",
+    "sweep_mesh",
+    "fitted_rates",
+    "environment",
+]
+
+Method = Literal["exact", "integrate"]
+
+
+class SweepResult(NamedTuple):
+    """Results of a sweep, as host numpy arrays with named axes.
+
+    Attributes:
+        frustration: `(F,)` ratios `phi`.
+        seed: `(S,)` seeds of the initial states.
+        t: `(T,)` save times.
+        shared: `(F,)` the `M` used for each ratio (total shared weight).
+        min_l2, accuracy, accuracy_all, loss: `(F, S, T)`.
+        result: `(F, S)` diffrax result codes (0 = successful).
+        metadata: parameters, package versions, devices (JSON-serialisable dict).
+    """
+
+    frustration: np.ndarray
+    seed: np.ndarray
+    t: np.ndarray
+    shared: np.ndarray
+    min_l2: np.ndarray
+    accuracy: np.ndarray
+    accuracy_all: np.ndarray
+    loss: np.ndarray
+    result: np.ndarray
+    metadata: dict
+
+
+_ARRAYS = (
+    "frustration",
+    "seed",
+    "t",
+    "shared",
+    "min_l2",
+    "accuracy",
+    "accuracy_all",
+    "loss",
+    "result",
+)
+
+
+def initialize_distributed(**kwargs) -> None:
+    """Start multi-host JAX (``jax.distributed.initialize(**kwargs)``) before any sweep.
+
+    On managed clusters (SLURM, TPU pods) no arguments are needed; otherwise pass
+    ``coordinator_address``, ``num_processes`` and ``process_id``. Every process then runs the
+    same sweep call; each computes its own shards and receives the gathered result.
+    """
+    jax.distributed.initialize(**kwargs)
+
+
+def sweep_mesh(devices=None) -> Mesh:
+    """A one-axis mesh ``("sweep",)`` over ``devices`` (default: every device of every host)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.array(devices), ("sweep",))
+
+
+def embedding_member(
+    data, key, *, dim: int, ts, method: Method = "exact", full_metrics: bool = True, **solve_kw
+):
+    """One sweep member of the embedding model: metrics at ``ts`` from the default start.
+
+    ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
+    :func:`~collapse_jax.integrate.simulate` with ``solve_kw`` (and ``throw=False``). With
+    ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
+    no state is formed) and accuracy and loss are NaN.
+    """
+    z0 = init_embedding_state(key, data.n_samples, data.n_classes, dim)
+    if method == "exact" and not full_metrics:
+        ml = exact_min_l2(z0, data, ts)
+        nan = jnp.full_like(ml, jnp.nan)
+        return {
+            "min_l2": ml,
+            "accuracy": nan,
+            "accuracy_all": nan,
+            "loss": nan,
+            "result": jnp.zeros((), jnp.int32),
+        }
+    if method == "exact":
+        ys = exact_solution(z0, data, ts)
+        ml = exact_min_l2(z0, data, ts)
+        result = jnp.zeros((), jnp.int32)
+    elif method == "integrate":
+        sol = simulate(vector_field(embedding_loss), z0, data.matrix(), ts=ts, **solve_kw)
+        ys = sol.ys
+        ml = jax.vmap(min_l2)(ys.y)
+        result = sol.result._value.astype(jnp.int32)
+    else:
+        raise ValueError(f"method must be 'exact' or 'integrate', got {method!r}")
+    m = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+    return {
+        "min_l2": ml,
+        "accuracy": m["accuracy"],
+        "accuracy_all": m["accuracy_all"],
+        "loss": m["loss"],
+        "result": result,
+    }
+
+
+def _global_array(host: np.ndarray, sharding: NamedSharding):
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def _run_sharded(member, batch, mesh: Mesh):
+    """``jit(vmap(member))`` over the leading axis of ``batch``, sharded over ``mesh``."""
+    leaves = jax.tree.leaves(batch)
+    B = leaves[0].shape[0]
+    n_dev = mesh.size
+    padded = n_dev * math.ceil(B / n_dev)
+
+    def pad(a):
+        a = np.asarray(a)
+        if padded == B:
+            return a
+        return np.concatenate([a, np.repeat(a[-1:], padded - B, axis=0)], axis=0)
+
+    sharding = NamedSharding(mesh, PartitionSpec("sweep"))
+    inputs = jax.tree.map(lambda a: _global_array(pad(a), sharding), batch)
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(member)).lower(*inputs).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*inputs))
+    run_seconds = time.perf_counter() - start
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        out = multihost_utils.process_allgather(out, tiled=True)
+    out = jax.tree.map(lambda a: np.asarray(a)[:B], out)
+    return out, {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
+
+
+def embedding_sweep(
+    frustration,
+    seeds,
+    *,
+    n_classes: int = 3,
+    per_class: int = 10,
+    dim: int = 4,
+    ts=None,
+    method: Method = "exact",
+    rule: ShareRule = "round",
+    max_shared: int | None = None,
+    devices=None,
+    full_metrics: bool = True,
+    **solve_kw,
+) -> SweepResult:
+    """Sweep the embedding model over frustration ratios x seeds in one ``jit(vmap)`` call.
+
+    Args:
+        frustration: ratios `phi` in `[0, 1)`.
+        seeds: integer seeds (or a count ``int``: seeds ``0 .. count-1``).
+        ts: save times (default 100 log-spaced in `[1e-2, 1e3]`).
+        method: ``"exact"`` (sector fast path) or ``"integrate"`` (diffrax, ``solve_kw``).
+        rule, max_shared: how ratios become shared rows (:func:`frustration_data`); default
+            ``max_shared`` is the most any ratio needs.
+        devices: devices of the sweep mesh (default all).
+        full_metrics: see :func:`embedding_member`.
+    """
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    if phis.ndim != 1 or phis.size == 0:
+        raise ValueError(f"frustration must be a non-empty 1-d list of ratios, got {frustration!r}")
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        seeds = np.arange(seeds)
+    seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
+    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
+    if max_shared is None:
+        M = phis * n_classes * per_class / np.maximum(1.0 - phis, 1e-300)
+        max_shared = int(np.ceil(np.max(M))) if np.all(phis < 1) else 0
+    data = frustration_data(n_classes, per_class, phis, max_shared=max_shared, rule=rule)
+    F, S = phis.size, seeds.size
+    keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
+    flat_data = jax.tree.map(lambda a: np.repeat(np.asarray(a), S, axis=0), data)
+    flat_keys = np.tile(keys, (F, 1))
+
+    def member(d, k):
+        return embedding_member(
+            d, k, dim=dim, ts=ts, method=method, full_metrics=full_metrics, **solve_kw
+        )
+
+    mesh = sweep_mesh(devices)
+    out, timing = _run_sharded(member, (flat_data, flat_keys), mesh)
+    grid = {k: v.reshape(F, S, *v.shape[1:]) for k, v in out.items()}
+    metadata = {
+        "model": "embedding",
+        "method": method,
+        "full_metrics": full_metrics,
+        "rule": rule,
+        "n_classes": n_classes,
+        "per_class": per_class,
+        "dim": dim,
+        "max_shared": max_shared,
+        "solve_kw": {k: repr(v) for k, v in solve_kw.items()},
+        **timing,
+        "n_devices": mesh.size,
+        "dims": {"min_l2": ["frustration", "seed", "t"], "result": ["frustration", "seed"]},
+        **environment(),
+    }
+    return SweepResult(
+        frustration=phis,
+        seed=seeds,
+        t=np.asarray(ts),
+        shared=np.asarray(data.shared_total, dtype=np.float64).reshape(F),
+        min_l2=grid["min_l2"],
+        accuracy=grid["accuracy"],
+        accuracy_all=grid["accuracy_all"],
+        loss=grid["loss"],
+        result=grid["result"],
+        metadata=metadata,
+    )
+
+
+def environment() -> dict:
+    """Package versions and devices, for result files and benchmark records."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("collapse_jax", "jax", "jaxlib", "diffrax", "equinox", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "devices": [str(d) for d in jax.devices()],
+        "process_count": jax.process_count(),
+        "x64": bool(jax.config.jax_enable_x64),
+    }
+
+
+def save_sweep(result: SweepResult, path) -> str:
+    """Write a self-describing ``.npz``: the named arrays plus ``metadata`` (a JSON string).
+
+    npz + JSON: no dependency beyond numpy, readable anywhere, float64 stored bit-exactly.
+    """
+    path = str(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    arrays = {k: np.asarray(getattr(result, k)) for k in _ARRAYS}
+    np.savez(path, metadata=np.array(json.dumps(result.metadata)), **arrays)
+    return path
+
+
+def load_sweep(path) -> SweepResult:
+    """Read a file written by :func:`save_sweep` back, bit-identically."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in _ARRAYS}
+        metadata = json.loads(str(f["metadata"]))
+    return SweepResult(**arrays, metadata=metadata)
+
+
+def collapse_time(ts, min_l2, fraction: float = 1e-2) -> np.ndarray:
+    """First save time at which MinL2 falls below ``fraction`` of its first value (NaN if never).
+
+    Works on the last axis; leading axes (frustration, seed) are kept.
+    """
+    ts = np.asarray(ts)
+    v = np.asarray(min_l2)
+    below = v < fraction * v[..., :1]
+    idx = np.argmax(below, axis=-1)
+    return np.where(below.any(axis=-1), ts[idx], np.nan)
+
+
+def fitted_rates(result: SweepResult) -> dict[str, np.ndarray]:
+    """Per-member slow and fast rates of MinL2(t) and their predictions `lambda_pm`."""
+    F, S = result.result.shape
+    slow = np.full((F, S), np.nan)
+    fast = np.full((F, S), np.nan)
+    for i in range(F):
+        for j in range(S):
+            slow[i, j] = fit_slow_rate(result.t, result.min_l2[i, j])
+            fast[i, j] = fit_fast_rate(result.t, result.min_l2[i, j], slow[i, j])
+    lp, lm = lambda_pm(float(result.metadata["per_class"]), jnp.asarray(result.shared))
+    return {
+        "slow_rate_fit": slow,
+        "fast_rate_fit": fast,
+        "slow_rate_predicted": np.asarray(lp),
+        "fast_rate_predicted": np.asarray(lm),
+    }

@@ -1,0 +1,160 @@
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import collapse_jax as cj
+from collapse_jax.cli import main
+from collapse_jax.sweep import (
+    collapse_time,
+    embedding_member,
+    embedding_sweep,
+    fitted_rates,
+    load_sweep,
+    save_sweep,
+)
+
+PHIS = np.linspace(0.0, 0.45, 16)
+TS = cj.log_times(1e-2, 300.0, 50)
+
+
+@pytest.fixture(scope="module")
+def integrated():
+    return embedding_sweep(
+        PHIS,
+        [0],
+        n_classes=3,
+        per_class=4,
+        dim=2,
+        ts=TS,
+        method="integrate",
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_integrated_sweep_slow_rates_match_lambda_plus(integrated):
+    assert np.all(integrated.result == 0)
+    rates = fitted_rates(integrated)
+    lp = rates["slow_rate_predicted"]
+    fit = rates["slow_rate_fit"][:, 0]
+    free = integrated.shared == 0  # phi = 0 (and ratios rounding to M = 0): no collapse
+    assert free.sum() >= 1 and np.all(lp[free] == 0.0) and np.all(np.abs(fit[free]) < 1e-6)
+    assert (~free).sum() >= 14
+    np.testing.assert_allclose(fit[~free], lp[~free], rtol=0.02)
+    # the exact path (an independent computation) gives the same curves where resolved
+    exact = embedding_sweep(PHIS, [0], n_classes=3, per_class=4, dim=2, ts=TS)
+    ok = exact.min_l2 > 1e-5 * exact.min_l2[..., :1]
+    # at rtol = 1e-10 the controller allows ~1e-10 |y| per step: ~1e-5 relative at depth 1e-5
+    np.testing.assert_allclose(integrated.min_l2[ok], exact.min_l2[ok], rtol=2e-5)
+
+
+def test_vmapped_sweep_equals_python_loop():
+    phis, seeds = np.array([0.0, 0.2, 0.4]), [3, 7]
+    res = embedding_sweep(phis, seeds, n_classes=3, per_class=3, dim=2, ts=TS)
+    for i, phi in enumerate(phis):
+        data = cj.frustration_data(3, 3, phi, max_shared=res.metadata["max_shared"])
+        for j, s in enumerate(seeds):
+            one = embedding_member(data, jax.random.PRNGKey(s), dim=2, ts=TS)
+            np.testing.assert_allclose(res.min_l2[i, j], np.asarray(one["min_l2"]), rtol=1e-10)
+            np.testing.assert_allclose(
+                res.loss[i, j], np.asarray(one["loss"]), rtol=1e-10, atol=1e-12 * res.loss[i, j, 0]
+            )
+    np.testing.assert_allclose(res.shared, np.round(phis * 9 / (1 - phis)))
+
+
+def test_results_file_loads_back_bit_identically(tmp_path):
+    res = embedding_sweep([0.0, 0.3], 2, n_classes=2, per_class=2, dim=1, ts=TS)
+    back = load_sweep(save_sweep(res, tmp_path / "s"))
+    for name in ("frustration", "seed", "t", "shared", "min_l2", "accuracy", "loss", "result"):
+        a, b = getattr(res, name), getattr(back, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert back.metadata == json.loads(json.dumps(res.metadata))
+    assert back.metadata["versions"]["jax"] == jax.__version__
+
+
+SHARD_SCRIPT = """
+import sys, jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+from collapse_jax.sweep import embedding_sweep, save_sweep
+import collapse_jax as cj
+assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
+r = embedding_sweep(np.linspace(0, 0.4, 5), 3, n_classes=3, per_class=3, dim=2,
+                    ts=cj.log_times(1e-2, 100.0, 20), method=sys.argv[3], rtol=1e-9, atol=1e-11)
+save_sweep(r, sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("method", ["exact", "integrate"])
+def test_sharded_sweep_equals_single_device(tmp_path, method):
+    files = {}
+    for count in (1, 4):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
+        }
+        path = str(tmp_path / f"d{count}.npz")
+        proc = subprocess.run(
+            [sys.executable, "-c", SHARD_SCRIPT, path, str(count), method],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        files[count] = load_sweep(path)
+    assert files[4].metadata["n_devices"] == 4  # 15 members padded to 16 over 4 devices
+    np.testing.assert_allclose(files[4].min_l2, files[1].min_l2, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(files[4].result, files[1].result)
+
+
+def test_collapse_time_is_first_crossing():
+    ts = np.array([1.0, 2.0, 3.0, 4.0])
+    v = np.array([[1.0, 0.5, 0.009, 0.001], [1.0, 1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(collapse_time(ts, v), [3.0, np.nan])
+
+
+def test_sweep_cli_json(tmp_path, capsys):
+    code = main(
+        [
+            "sweep",
+            "--json",
+            "--frustration",
+            "0:0.3:4",
+            "--seeds",
+            "2",
+            "--classes",
+            "2",
+            "--per-class",
+            "3",
+            "--dim",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key in (
+        "file",
+        "figure",
+        "frustration",
+        "shared",
+        "final_min_l2",
+        "slow_rate_fit",
+        "slow_rate_predicted",
+        "seconds",
+    ):
+        assert key in out
+    assert os.path.exists(out["file"]) and os.path.getsize(out["figure"]) > 10_000
+    np.testing.assert_allclose(out["frustration"], [0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(
+        out["shared"],
+        np.round(np.array(out["frustration"]) * 6 / (1 - np.array(out["frustration"]))),
+    )
+    np.testing.assert_allclose(out["slow_rate_fit"][1:], out["slow_rate_predicted"][1:], rtol=1e-6)
