@@ -103,6 +103,9 @@ _SLACK_95 = 1e-12
 
 
 def _float(z) -> Array:
+    dtype = z.dtype if hasattr(z, "dtype") else np.asarray(z).dtype
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(f"embeddings must be real numbers, got dtype {dtype}")
     z = jnp.asarray(z)
     return z.astype(jnp.promote_types(z.dtype, jnp.result_type(float)))
 
@@ -196,7 +199,8 @@ def alpha_req(
 
     Returns:
         ``(alpha, r2)``: `alpha = +inf`, `r2 = NaN` with fewer than two points in range;
-        `r2 = 1` for a flat spectrum.
+        `r2 = 1` for a spectrum flat up to round-off (spread of `log lambda` within
+        `1e4 eps (1 + max |log lambda|)`).
     """
     lam = jnp.asarray(sv) ** 2
     k = jnp.arange(1, lam.shape[0] + 1)
@@ -213,7 +217,10 @@ def alpha_req(
     ok = n >= 2
     slope = sxy / jnp.where(ok, sxx, 1.0)
     resid = jnp.sum(w * (y - ym - slope * (x - xm)) ** 2)
-    r2 = jnp.where(syy > 0, 1.0 - resid / jnp.where(syy > 0, syy, 1.0), 1.0)
+    # flat up to round-off of the eigenvalues: R^2 of noise would mean nothing, alpha = 0 fits
+    flat_tol = 1e4 * jnp.finfo(lam.dtype).eps * (1.0 + jnp.max(jnp.abs(w * y)))
+    flat = syy <= n * flat_tol**2
+    r2 = jnp.where(flat, 1.0, 1.0 - resid / jnp.where(flat, 1.0, syy))
     return jnp.where(ok, -slope, jnp.inf), jnp.where(ok, r2, jnp.nan)
 
 
