@@ -54,6 +54,18 @@ def _int_at_least(name, minimum):
     return parse
 
 
+def _rank_range(text):
+    try:
+        lo, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--fit-range must be KMIN:KMAX (integers), got {text!r}"
+        ) from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"--fit-range needs 1 <= KMIN <= KMAX, got {text}")
+    return lo, hi
+
+
 def _add_model_flags(p):
     g = p.add_argument_group("model")
     g.add_argument(
@@ -161,6 +173,20 @@ def _parser() -> argparse.ArgumentParser:
         "--labels", default=None, help=".npy of N integer labels (-1: unlabelled sample)"
     )
     sd.add_argument("--plot", default=None, help="write a log-scale spectrum plot to this path")
+    sd.add_argument(
+        "--fit-range",
+        type=_rank_range,
+        default=None,
+        metavar="KMIN:KMAX",
+        help="ranks (1-based, inclusive) of the alpha-ReQ power-law fit (default: all "
+        "eigenvalues above the round-off tolerance)",
+    )
+    sd.add_argument(
+        "--rankme-eigenvalues",
+        action="store_true",
+        help="also report RankMe of the eigenvalues (p_k = lambda_k / sum lambda) as "
+        "rankme_eigenvalues",
+    )
     sd.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     sd.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -388,11 +414,13 @@ def _spectrum_plot(path, out):
     if pos.any():
         ax.loglog(k[pos], lam[pos], "o-", ms=3, label="covariance eigenvalues")
         alpha = out["alpha_req"]
-        if alpha is not None and math.isfinite(alpha):
+        lo, hi = out.get("alpha_req_fit_range", (1, lam.size))
+        fit = pos & (k >= lo) & (k <= hi)
+        if alpha is not None and math.isfinite(alpha) and fit.sum() >= 2:
             # the fitted line through the geometric centre of the fitted points
-            kk, ll = np.log(k[pos]), np.log(lam[pos])
+            kk, ll = np.log(k[fit]), np.log(lam[fit])
             c = ll.mean() + alpha * kk.mean()
-            ax.loglog(k[pos], np.exp(c - alpha * kk), "--", label=f"alpha-ReQ = {alpha:.3g}")
+            ax.loglog(k[fit], np.exp(c - alpha * kk), "--", label=f"alpha-ReQ = {alpha:.3g}")
     ax.set_xlabel("rank k")
     ax.set_ylabel("eigenvalue lambda_k = sigma_k^2 / N")
     title = f"RankMe {out['rankme']:.3g} of D={out['dim']}"
@@ -412,7 +440,7 @@ def _cmd_diagnose(args, progress):
 
     z = _load_embeddings(args.file, args.key)
     labels = None if args.labels is None else _load_labels(args.labels, z.shape[0])
-    raw = diagnose(z, labels)
+    raw = diagnose(z, labels, fit_range=args.fit_range, rankme_eigenvalues=args.rankme_eigenvalues)
     out = {k: np.asarray(v) for k, v in raw.items()}
     out["n_samples"] = int(out["n_samples"])
     out["dim"] = int(out["dim"])
@@ -421,6 +449,8 @@ def _cmd_diagnose(args, progress):
     out["collapsed"] = bool(out["collapsed"])
     out["collapse_rule"] = COLLAPSE_RULE
     out["file"] = args.file
+    if args.fit_range is not None:
+        out["alpha_req_fit_range"] = list(args.fit_range)
     for key in ("std_l2_normalized", "rankme", "participation_ratio", "alpha_req"):
         out[key] = float(out[key])
     if labels is not None:
@@ -479,6 +509,8 @@ def _print_human(command, out):
             f"variance, numerical rank {out['numerical_rank']}"
         )
         print(f"  alpha-ReQ {out['alpha_req']:.4g} (R^2 {float(out['alpha_req_r2']):.4g})")
+        if "rankme_eigenvalues" in out:
+            print(f"  RankMe of the eigenvalues (variant) {float(out['rankme_eigenvalues']):.4g}")
         if "nc1" in out:
             print(
                 f"  {out['n_classes_present']} classes: MinL2 of class means "

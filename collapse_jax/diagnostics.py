@@ -431,10 +431,14 @@ def embedding_stats(
             explicitly when streaming, so every batch has the same shapes.
 
     Raises:
-        ValueError, TypeError: on a wrong shape or dtype; NaN/inf raise at run time.
+        ValueError: wrong shape, or NaN/inf (under ``jit`` the latter raises at run time
+            through ``eqx.error_if``).
+        TypeError: non-numeric embeddings or non-integer labels.
     """
     z = _float(z)
     _check_matrix(z)
+    if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
+        raise ValueError("embeddings contain NaN or inf")
     labels, K = _prepare_labels(labels, z.shape[0], n_classes)
     return _batch_stats(z, labels, K)
 

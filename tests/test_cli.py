@@ -145,8 +145,16 @@ def test_diagnose_npz_key_single_array_and_text_report(capsys, tmp_path):
     np.savez(tmp_path / "two.npz", emb=z, other=np.zeros(3))
     np.savez(tmp_path / "one.npz", z)
     a = _run_json(capsys, "diagnose", str(tmp_path / "two.npz"), "--key", "emb")
-    b = _run_json(capsys, "diagnose", str(tmp_path / "one.npz"))
+    b = _run_json(
+        capsys, "diagnose", str(tmp_path / "one.npz"), "--fit-range", "1:3", "--rankme-eigenvalues"
+    )
     assert a["rankme"] == b["rankme"] and a["n_samples"] == 60
+    lam = np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2
+    slope = np.polyfit(np.log([1, 2, 3]), np.log(lam[:3]), 1)[0]
+    np.testing.assert_allclose(b["alpha_req"], -slope, rtol=1e-10)
+    q = lam / lam.sum()
+    np.testing.assert_allclose(b["rankme_eigenvalues"], np.exp(-np.sum(q * np.log(q))), rtol=1e-12)
+    assert "rankme_eigenvalues" not in a and a["alpha_req"] != b["alpha_req"]
     np.save(tmp_path / "const.npy", np.ones((60, 6)))
     assert main(["diagnose", str(tmp_path / "const.npy")]) == 0
     text, _ = capsys.readouterr()
