@@ -1,7 +1,8 @@
 """collapse_jax: the minimal model of representation collapse in JAX.
 
 Flow: data (alignment matrices) -> losses -> fields -> integrate -> metrics; closed forms in
-``exact``; Jacobian spectra in ``spectral``. See ``MODEL.md`` (shared) for the mathematics.
+``exact``; Jacobian spectra in ``spectral``; collapse diagnostics of any embeddings in
+``diagnostics``. See ``MODEL.md`` (shared) for the mathematics.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +13,26 @@ from .data import frustration_data as frustration_data
 from .data import init_embedding_state as init_embedding_state
 from .data import shared_from_frustration as shared_from_frustration
 from .data import standard_data as standard_data
+from .diagnostics import EmbeddingStats as EmbeddingStats
+from .diagnostics import alpha_req as alpha_req
+from .diagnostics import class_means as class_means
+from .diagnostics import collapse_verdict as collapse_verdict
+from .diagnostics import diagnose as diagnose
+from .diagnostics import diagnostics_from_stats as diagnostics_from_stats
+from .diagnostics import embedding_stats as embedding_stats
+from .diagnostics import merge_stats as merge_stats
+from .diagnostics import min_l2_class_means as min_l2_class_means
+from .diagnostics import n_components as n_components
+from .diagnostics import nc1 as nc1
+from .diagnostics import nc2 as nc2
+from .diagnostics import ncm_accuracy as ncm_accuracy
+from .diagnostics import ncm_counts as ncm_counts
+from .diagnostics import participation_ratio as participation_ratio
+from .diagnostics import rankme as rankme
+from .diagnostics import singular_values as singular_values
+from .diagnostics import std_l2_normalized as std_l2_normalized
+from .diagnostics import stream_stats as stream_stats
+from .diagnostics import trajectory_diagnostics as trajectory_diagnostics
 from .exact import bias_propagator as bias_propagator
 from .exact import exact_class_distances as exact_class_distances
 from .exact import exact_min_l2 as exact_min_l2

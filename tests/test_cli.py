@@ -101,3 +101,90 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, fragment):
     assert out == ""
     assert len(err.strip().splitlines()) == 1
     assert fragment in err
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+
+def _diagnose_files(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    z = rng.normal(size=(60, 6)) + 2.0 * np.eye(6)[labels]
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "labels.npy", labels)
+    return z, labels
+
+
+def test_diagnose_json_contract_matches_library(capsys, tmp_path):
+    z, labels = _diagnose_files(tmp_path)
+    plot = tmp_path / "spectrum.png"
+    out = _run_json(
+        capsys,
+        "diagnose",
+        str(tmp_path / "z.npy"),
+        "--labels",
+        str(tmp_path / "labels.npy"),
+        "--plot",
+        str(plot),
+    )
+    keys = ["n_samples", "dim", "std_l2_normalized", "rankme", "participation_ratio"]
+    keys += ["n_components_95", "alpha_req", "collapsed", "min_l2_class_means", "nc1"]
+    for key in [*keys, "ncm_accuracy", "alpha_req_r2", "nc2", "singular_values"]:
+        assert key in out, key
+    assert out["n_samples"] == 60 and out["dim"] == 6 and out["collapsed"] is False
+    ref = cj.diagnose(z, labels)
+    for key in keys[2:]:
+        np.testing.assert_allclose(out[key], np.asarray(ref[key]), rtol=1e-12, err_msg=key)
+    s = np.linalg.svd(z - z.mean(0), compute_uv=False)
+    np.testing.assert_allclose(out["singular_values"], s, rtol=1e-10)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+
+
+def test_diagnose_npz_key_single_array_and_text_report(capsys, tmp_path):
+    z, _ = _diagnose_files(tmp_path)
+    np.savez(tmp_path / "two.npz", emb=z, other=np.zeros(3))
+    np.savez(tmp_path / "one.npz", z)
+    a = _run_json(capsys, "diagnose", str(tmp_path / "two.npz"), "--key", "emb")
+    b = _run_json(
+        capsys, "diagnose", str(tmp_path / "one.npz"), "--fit-range", "1:3", "--rankme-eigenvalues"
+    )
+    assert a["rankme"] == b["rankme"] and a["n_samples"] == 60
+    lam = np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2
+    slope = np.polyfit(np.log([1, 2, 3]), np.log(lam[:3]), 1)[0]
+    np.testing.assert_allclose(b["alpha_req"], -slope, rtol=1e-10)
+    q = lam / lam.sum()
+    np.testing.assert_allclose(b["rankme_eigenvalues"], np.exp(-np.sum(q * np.log(q))), rtol=1e-12)
+    assert "rankme_eigenvalues" not in a and a["alpha_req"] != b["alpha_req"]
+    np.save(tmp_path / "const.npy", np.ones((60, 6)))
+    assert main(["diagnose", str(tmp_path / "const.npy")]) == 0
+    text, _ = capsys.readouterr()
+    assert "COLLAPSED" in text and "RankMe 0," in text and "participation ratio 0," in text
+
+
+@pytest.mark.parametrize(
+    "make, extra, fragment",
+    [
+        (None, [], "embeddings file not found"),
+        (lambda p: p.write_text("not an array"), [], "not a valid .npy/.npz array"),
+        (lambda p: np.save(p, np.ones(6)), [], "must be a 2-D array"),
+        (lambda p: np.save(p, np.ones((0, 6))), [], "embeddings are empty"),
+        (lambda p: np.save(p, np.ones((1, 6))), [], "need at least 2 samples, got 1"),
+        (lambda p: np.save(p, np.array([[1.0, np.nan], [0, 1]])), [], "1 NaN or inf"),
+        (lambda p: np.save(p, np.array([["a"], ["b"]])), [], "must be real numbers"),
+        (lambda p: np.save(p, np.ones((4, 2))), ["--labels", "LAB"], "labels have 3 entries"),
+        (lambda p: np.save(p, np.ones((3, 2))), ["--labels", "LAB", "--key", "x"], "--key"),
+        (lambda p: np.savez(p, a=np.ones((3, 2)), b=np.ones(2)), [], "choose one with --key"),
+    ],
+)
+def test_diagnose_bad_input_exits_2_with_one_line(capsys, tmp_path, make, extra, fragment):
+    path = tmp_path / "emb.npy"
+    if make is not None:
+        make(path)
+        path = path if path.exists() else tmp_path / "emb.npy.npz"
+    np.save(tmp_path / "lab.npy", np.array([0, 1, 1]))
+    argv = ["diagnose", str(path), *[str(tmp_path / "lab.npy") if a == "LAB" else a for a in extra]]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert fragment in err, err
