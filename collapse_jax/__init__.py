@@ -52,6 +52,12 @@ from .metrics import embedding_metrics as embedding_metrics
 from .metrics import fit_slow_rate as fit_slow_rate
 from .metrics import min_l2 as min_l2
 from .metrics import nearest_label_accuracy as nearest_label_accuracy
+from .reduced import ReducedParams as ReducedParams
+from .reduced import ReducedState as ReducedState
+from .reduced import moment_loss as moment_loss
+from .reduced import reduce_state as reduce_state
+from .reduced import reduced_field as reduced_field
+from .reduced import reduced_params as reduced_params
 from .spectral import asymmetry_norm as asymmetry_norm
 from .spectral import eigenvalues as eigenvalues
 from .spectral import embedding_spectrum_report as embedding_spectrum_report
