@@ -83,14 +83,14 @@ jax.config.update("jax_enable_x64", True)
 from collapse_jax.sweep import embedding_sweep, save_sweep
 import collapse_jax as cj
 assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-r = embedding_sweep(np.linspace(0, 0.4, 5), 3, n_classes=3, per_class=3, dim=2,
-                    ts=cj.log_times(1e-2, 100.0, 20), method=sys.argv[3], rtol=1e-9, atol=1e-11)
-save_sweep(r, sys.argv[1])
+for method in ("exact", "integrate"):
+    r = embedding_sweep(np.linspace(0, 0.4, 5), 3, n_classes=3, per_class=3, dim=2,
+                        ts=cj.log_times(1e-2, 100.0, 20), method=method, rtol=1e-9, atol=1e-11)
+    save_sweep(r, sys.argv[1] + method)
 """
 
 
-@pytest.mark.parametrize("method", ["exact", "integrate"])
-def test_sharded_sweep_equals_single_device(tmp_path, method):
+def test_sharded_sweep_equals_single_device(tmp_path):
     files = {}
     for count in (1, 4):
         env = {
@@ -98,19 +98,22 @@ def test_sharded_sweep_equals_single_device(tmp_path, method):
             "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
         }
-        path = str(tmp_path / f"d{count}.npz")
+        prefix = str(tmp_path / f"d{count}_")
         proc = subprocess.run(
-            [sys.executable, "-c", SHARD_SCRIPT, path, str(count), method],
+            [sys.executable, "-c", SHARD_SCRIPT, prefix, str(count)],
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
-        files[count] = load_sweep(path)
-    assert files[4].metadata["n_devices"] == 4  # 15 members padded to 16 over 4 devices
-    np.testing.assert_allclose(files[4].min_l2, files[1].min_l2, rtol=1e-12, atol=0)
-    np.testing.assert_array_equal(files[4].result, files[1].result)
+        files[count] = {m: load_sweep(prefix + m + ".npz") for m in ("exact", "integrate")}
+    for method in ("exact", "integrate"):
+        one, four = files[1][method], files[4][method]
+        assert four.metadata["n_devices"] == 4  # 15 members padded to 16 over 4 devices
+        assert one.metadata["n_devices"] == 1
+        np.testing.assert_allclose(four.min_l2, one.min_l2, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(four.result, one.result)
 
 
 def test_collapse_time_is_first_crossing():
