@@ -33,6 +33,8 @@ from .diagnostics import singular_values as singular_values
 from .diagnostics import std_l2_normalized as std_l2_normalized
 from .diagnostics import stream_stats as stream_stats
 from .diagnostics import trajectory_diagnostics as trajectory_diagnostics
+from .dmft import DMFTResult as DMFTResult
+from .dmft import solve_dmft as solve_dmft
 from .exact import bias_propagator as bias_propagator
 from .exact import exact_class_distances as exact_class_distances
 from .exact import exact_min_l2 as exact_min_l2

@@ -234,6 +234,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     sd.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     sd.add_argument("--quiet", action="store_true", help="no progress output")
+    sdm = sub.add_parser(
+        "dmft", help="self-consistent (Dyson-type) solution of the projection model vs direct"
+    )
+    _add_model_flags(sdm)
+    sdm.set_defaults(model="projection")
+    sdm.add_argument(
+        "--t1", type=_positive_float("--t1"), default=50.0, help="end time (default %(default)s)"
+    )
+    sdm.add_argument(
+        "--window",
+        type=_positive_float("--window"),
+        default=1.0,
+        help="Picard window length (default %(default)s)",
+    )
+    sdm.add_argument(
+        "--tol",
+        type=_positive_float("--tol"),
+        default=1e-10,
+        help="convergence threshold on max |W_new - W_old| (default %(default)s)",
+    )
+    sdm.add_argument(
+        "--max-iter",
+        type=_int_at_least("--max-iter", 1),
+        default=50,
+        help="Picard iterations a window (default %(default)s)",
+    )
     return p
 
 
@@ -281,8 +307,10 @@ def _check_model(args):
             "--stop-gradient needs --model projection (the embedding model has no "
             "held copy to stop)"
         )
-    if args.model == "projection":
-        raise UsageError("--model projection is not available in this version (embedding only)")
+    if args.command == "dmft" and args.model != "projection":
+        raise UsageError("dmft solves the projection model: use --model projection")
+    if args.model == "projection" and args.command not in ("dmft",):
+        raise UsageError(f"--model projection is not available for {args.command} in this version")
 
 
 def _setup(args):
@@ -295,6 +323,79 @@ def _setup(args):
         jax.random.PRNGKey(args.seed), data.n_samples, args.classes, args.dim
     )
     return data, state
+
+
+def _projection_start(args):
+    """Default projection start (MODEL.md §1): x, y as the embedding model, W = I + 0.1 N(0,1)."""
+    import jax
+    import jax.numpy as jnp
+
+    data, state = _setup(args)
+    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)
+    W = jnp.eye(args.dim) + 0.1 * jax.random.normal(key, (args.dim, args.dim), state.x.dtype)
+    return data, state.x, state.y, W
+
+
+def _cmd_dmft(args, progress):
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    from .dmft import solve_dmft
+    from .integrate import simulate
+    from .metrics import min_l2
+    from .reduced import reduce_state, reduced_field, reduced_params
+
+    data, x, y, W = _projection_start(args)
+    z0 = reduce_state(x, y, W, args.classes, args.per_class, data.shared_mask)
+    p = reduced_params(data)
+    if progress:
+        print(f"dmft: windows of {args.window} up to t={args.t1} ...", file=sys.stderr)
+    res = solve_dmft(
+        z0,
+        p,
+        t1=args.t1,
+        window=args.window,
+        stop_gradient=args.stop_gradient,
+        tol=args.tol,
+        max_iter=args.max_iter,
+    )
+    out = {
+        "converged": res.converged,
+        "message": res.message,
+        "iterations": int(res.iterations.sum()),
+        "iterations_per_window": res.iterations,
+        "windows": len(res.iterations),
+        "seconds": res.seconds,
+        "t": res.t,
+        "min_l2": res.min_l2,
+        "stop_gradient": args.stop_gradient,
+    }
+    if len(res.t) > 1:
+        start = time.perf_counter()
+        direct = simulate(
+            reduced_field(stop_gradient=args.stop_gradient),
+            z0,
+            p,
+            ts=jnp.asarray(res.t[1:]),
+            t1=float(res.t[-1]),
+            solver=diffrax.Tsit5(),
+            rtol=1e-12,
+            atol=1e-12,
+            max_steps=1_000_000,
+        )
+        d_w = float(np.max(np.abs(np.asarray(direct.ys.W) - res.states.W[1:])))
+        d_m = float(np.max(np.abs(np.asarray(jax.vmap(min_l2)(direct.ys.y)) - res.min_l2[1:])))
+        out.update(
+            max_abs_difference=max(d_w, d_m),
+            max_abs_difference_w=d_w,
+            max_abs_difference_min_l2=d_m,
+            direct_seconds=time.perf_counter() - start,
+            direct_result=_result_name(direct.result),
+        )
+    else:
+        out.update(max_abs_difference=float("nan"))
+    return out
 
 
 def _cmd_spectrum(args, progress):
@@ -541,6 +642,16 @@ def _print_human(command, out):
                 f"  sector {name:9s} {len(pred):4d} eigenvalues, distinct predicted "
                 f"{np.array2string(uniq, precision=6)}  max error {err:.2e}"
             )
+    elif command == "dmft":
+        state = "converged" if out["converged"] else f"NOT converged: {out['message']}"
+        print(
+            f"self-consistent W(t) on {out['windows']} windows, {out['iterations']} Picard "
+            f"iterations, {out['seconds']:.2f} s: {state}"
+        )
+        print(
+            f"max |dmft - direct integration| = {out['max_abs_difference']:.3e} "
+            "(over W(t) and MinL2(t))"
+        )
     elif command == "sweep":
         print(
             f"{len(out['frustration'])} ratios x {out['seeds']} seeds in {out['seconds']:.2f} s "
@@ -667,6 +778,7 @@ COMMANDS = {
     "simulate": _cmd_simulate,
     "sweep": _cmd_sweep,
     "diagnose": _cmd_diagnose,
+    "dmft": _cmd_dmft,
 }
 
 

@@ -1,0 +1,226 @@
+"""Self-consistent (Dyson-type) solution of the projection model (MODEL.md §3, last paragraph).
+
+Split the order parameters of :mod:`collapse_jax.reduced` into the predictor `W` and the rest,
+`u = (xbar_c, xbar_S, y_c, C, C_S)`. Given a trajectory `W(t)` the rest obeys *linear*
+equations (stop-gradient field, `G(t) = W(t)^T W(t)`):
+
+    d xbar_c/dt = -G xbar_c + W^T y_c,      d xbar_S/dt = -K (G xbar_S - W^T ybar),
+    d y_c/dt    = -(n+M) y_c + n xbar_c + M xbar_S,
+    dC/dt = -(G C + C G),                    dC_S/dt = -K (G C_S + C_S G),
+
+so `u(t) = Phi_W(t, t0) u(t0)` with the time-ordered propagator
+`Phi_W(t, t0) = T exp(int_{t0}^t L(W(s)) ds)`. Integrating `u` out leaves one closed equation for
+`W` with memory,
+
+    dW/dt = -W S[Phi_W u(t0)](t) + B[Phi_W u(t0)](t),
+
+`S = n (C + sum_c xbar_c xbar_c^T) + K M (C_S + xbar_S xbar_S^T)`, `B = n sum_c y_c xbar_c^T +
+K M ybar xbar_S^T`: the right-hand side at time `t` depends on the whole history of `W` since
+`t0` through `Phi_W`. (The conservative field has the same structure, with `G + I` and the
+extra terms of MODEL.md §3.)
+
+**Solver.** The equation is solved by Picard iteration on consecutive windows of length
+``window``: on each window, (i) propagate `u` given the current iterate `W^(k)(t)`, (ii) solve
+the linear `W` equation given that `u(t)`, giving `W^(k+1)(t)`, until
+`max_t |W^(k+1) - W^(k)| < tol` on the window's check points. Both sub-solves are diffrax
+solves with dense (solver-order) interpolation, which carries the iterate between them: MODEL.md
+§3 records that linear interpolation on a grid left 6e-4 error. A whole-interval iteration
+diverges (with `W` frozen the `(xbar, y)` equations are unstable whenever a singular value of
+`W` on the bias directions is below `n/(n+M)`, and the stop-gradient fixed point sits on that
+edge), so windows must be short; a window that does not converge is reported with its last
+change, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .metrics import min_l2
+from .reduced import ReducedParams, ReducedState, reduced_field
+
+__all__ = ["DMFTResult", "solve_dmft"]
+
+
+class DMFTResult(NamedTuple):
+    """Output of :func:`solve_dmft` (host arrays).
+
+    Attributes:
+        t: window end times (and `t0`), `(T,)`.
+        states: :class:`ReducedState` with a leading time axis.
+        min_l2: MinL2 of the label embeddings at ``t``.
+        iterations: Picard iterations used on each window, `(T-1,)`.
+        changes: last `max |W^(k+1) - W^(k)|` on each window.
+        converged: every window converged.
+        message: why not, when not.
+        seconds: wall time (compilation included).
+    """
+
+    t: np.ndarray
+    states: ReducedState
+    min_l2: np.ndarray
+    iterations: np.ndarray
+    changes: np.ndarray
+    converged: bool
+    message: str
+    seconds: float
+
+
+class _UField(eqx.Module):
+    field: eqx.Module
+
+    def __call__(self, t, u, args):
+        w_sol, p = args
+        F = self.field(t, u._replace(W=w_sol.evaluate(t)), p)
+        return F._replace(W=jnp.zeros_like(F.W))
+
+
+class _WField(eqx.Module):
+    field: eqx.Module
+
+    def __call__(self, t, W, args):
+        u_sol, p = args
+        return self.field(t, u_sol.evaluate(t)._replace(W=W), p).W
+
+
+def _zero(t, W, args):
+    return jnp.zeros_like(W)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_window(stop_gradient, solver, rtol, atol, max_steps, tol, max_iter, n_check):
+    field = reduced_field(stop_gradient=stop_gradient)
+    u_term = diffrax.ODETerm(_UField(field))
+    w_term = diffrax.ODETerm(_WField(field))
+    ctrl = diffrax.PIDController(rtol=rtol, atol=atol)
+    saveat = diffrax.SaveAt(dense=True, t1=True)
+
+    def solve(term, y0, t0, t1, args):
+        return diffrax.diffeqsolve(
+            term,
+            solver,
+            t0,
+            t1,
+            None,
+            y0,
+            args,
+            saveat=saveat,
+            stepsize_controller=ctrl,
+            max_steps=max_steps,
+            throw=False,
+        )
+
+    @jax.jit
+    def window(z0: ReducedState, t0, t1, p: ReducedParams):
+        check = t0 + (t1 - t0) * jnp.linspace(0.0, 1.0, n_check + 1)[1:]
+        w_sol = solve(diffrax.ODETerm(_zero), z0.W, t0, t1, None)  # W^(0) = W(t0)
+
+        def body(carry):
+            w_sol, k, _, _ = carry
+            u_sol = solve(u_term, z0, t0, t1, (w_sol, p))
+            w_new = solve(w_term, z0.W, t0, t1, (u_sol, p))
+            change = jnp.max(
+                jax.vmap(lambda s: jnp.max(jnp.abs(w_new.evaluate(s) - w_sol.evaluate(s))))(check)
+            )
+            change = jnp.where(jnp.isfinite(change), change, jnp.inf)
+            ok = (u_sol.result == diffrax.RESULTS.successful) & (
+                w_new.result == diffrax.RESULTS.successful
+            )
+            return w_new, k + 1, change, ok
+
+        def cond(carry):
+            _, k, change, ok = carry
+            running = (k < max_iter) & (change > tol) & ok & jnp.isfinite(change)
+            return (k == 0) | running
+
+        w_sol, k, change, ok = jax.lax.while_loop(
+            cond, body, (w_sol, jnp.asarray(0), jnp.asarray(jnp.inf), jnp.asarray(True))
+        )
+        u_sol = solve(u_term, z0, t0, t1, (w_sol, p))
+        z1 = u_sol.evaluate(t1)._replace(W=w_sol.evaluate(t1))
+        return z1, k, change, ok & (u_sol.result == diffrax.RESULTS.successful)
+
+    return window
+
+
+def solve_dmft(
+    z0: ReducedState,
+    params: ReducedParams,
+    *,
+    t1: float,
+    window: float = 0.1,
+    stop_gradient: bool = True,
+    tol: float = 1e-10,
+    max_iter: int = 50,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    n_check: int = 8,
+    solver: diffrax.AbstractSolver | None = None,
+    max_steps: int = 4096,
+) -> DMFTResult:
+    """Solve the self-consistent equation for `W(t)` on `[0, t1]` by windowed Picard iteration.
+
+    Args:
+        z0: initial order parameters (:func:`~collapse_jax.reduced.reduce_state`).
+        params: group sizes (:func:`~collapse_jax.reduced.reduced_params`).
+        t1: end time; ``window``: window length (the last one may be shorter).
+        tol: convergence threshold on `max |W^(k+1) - W^(k)|` at ``n_check`` points a window.
+        max_iter: iterations a window before it is declared not converged.
+        rtol, atol, solver: of the two sub-solves (default Tsit5; the sub-problems are linear).
+
+    The loop stops at the first window that does not converge (or whose sub-solve fails) and
+    says so in ``message``.
+    """
+    if not (np.isfinite(t1) and t1 > 0):
+        raise ValueError(f"t1 must be a positive number, got {t1}")
+    if not (np.isfinite(window) and window > 0):
+        raise ValueError(f"window must be a positive number, got {window}")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    solver = diffrax.Tsit5() if solver is None else solver
+    step = _make_window(stop_gradient, solver, rtol, atol, max_steps, tol, max_iter, n_check)
+    start = time.perf_counter()
+    edges = np.arange(0.0, t1, window)
+    edges = np.append(edges, t1) if edges[-1] < t1 else edges
+    states, iters, changes = [z0], [], []
+    converged, message = True, ""
+    z = z0
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        z, k, change, ok = step(z, jnp.asarray(a), jnp.asarray(b), params)
+        iters.append(int(k))
+        changes.append(float(change))
+        if not bool(ok) or not np.isfinite(float(change)):
+            converged = False
+            message = (
+                f"window [{a:.4g}, {b:.4g}]: a sub-solve failed or diverged after "
+                f"{int(k)} iterations (last change {float(change):.3g}); try a shorter "
+                "window"
+            )
+            break
+        if float(change) > tol:
+            converged = False
+            message = (
+                f"window [{a:.4g}, {b:.4g}]: no convergence in {int(k)} iterations "
+                f"(last change {float(change):.3g} > tol {tol:g}); try a shorter window"
+            )
+            break
+        states.append(z)
+    t = edges[: len(states)]
+    stacked = jax.tree.map(lambda *v: np.stack([np.asarray(a) for a in v]), *states)
+    return DMFTResult(
+        t=np.asarray(t),
+        states=stacked,
+        min_l2=np.array([float(min_l2(jnp.asarray(y))) for y in stacked.y]),
+        iterations=np.asarray(iters),
+        changes=np.asarray(changes),
+        converged=converged,
+        message=message,
+        seconds=time.perf_counter() - start,
+    )
