@@ -13,6 +13,7 @@ summary the CLI reports.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, NamedTuple
 
 import diffrax
@@ -172,6 +173,19 @@ def accuracy_summary(ts, accuracy, drop: float = 0.02) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_member(config, solver, progress, solve_items):
+    """One compiled :func:`teacher_student_member` per configuration (reused across calls)."""
+    meter = diffrax.TqdmProgressMeter() if progress else None
+
+    def member(f, key, ts):
+        return teacher_student_member(
+            f, key, ts, config, solver=solver, progress_meter=meter, **dict(solve_items)
+        )
+
+    return jax.jit(member)
+
+
 def run_teacher_student(
     frustration: float = 0.0,
     seed: int = 0,
@@ -197,11 +211,10 @@ def run_teacher_student(
     if not (np.isfinite(f) and 0.0 <= f < 0.5):
         raise ValueError(f"frustration must lie in [0, 0.5), got {f}")
     ts = log_times(t_min, t1, points)
-    meter = diffrax.TqdmProgressMeter() if progress else None
     key = jax.random.PRNGKey(seed)
-    out = teacher_student_member(
-        jnp.asarray(f), key, ts, config, progress_meter=meter, **solve_kwargs
-    )
+    solver = solve_kwargs.pop("solver", None)
+    member = _jitted_member(config, solver, bool(progress), tuple(sorted(solve_kwargs.items())))
+    out = member(jnp.asarray(f), key, ts)
     ts = np.asarray(ts)
     min_l2 = np.asarray(out["min_l2"])
     acc = np.asarray(out["accuracy"])
