@@ -244,12 +244,30 @@ class TeacherStudentData(eqx.Module):
 
     def moments(self) -> TeacherStudentMoments:
         """:class:`TeacherStudentMoments` of the inputs (cost `O(P D^2)`, once per data set)."""
+        return _moments(self.xi, self.labels)
+
+    def batch_moments(self, key: PRNGKeyArray, batch_size: int) -> TeacherStudentMoments:
+        """Moments of a minibatch of ``batch_size`` samples drawn without replacement.
+
+        Normalised by the batch size (`(1/B) sum_{i in batch}`), so the loss on these moments
+        is the minibatch mean loss: an unbiased estimate of the full loss and gradient. For
+        stochastic training with :func:`collapse_jax.integrate.train` (``sample_args``).
+        """
+        B = _check_int("batch_size", batch_size, 1)
         P = self.xi.shape[-2]
-        plus = (self.labels > 0).astype(self.xi.dtype)
-        cls = jnp.stack([plus, 1.0 - plus], axis=-2)  # (2, P)
-        second = jnp.einsum("...pi,...pj->...ij", self.xi, self.xi) / P
-        first = jnp.einsum("...cp,...pi->...ci", cls, self.xi) / P
-        return TeacherStudentMoments(second, first, jnp.sum(cls, axis=-1) / P)
+        if B > P:
+            raise ValueError(f"batch_size must be <= n_samples={P}, got {B}")
+        idx = jax.random.choice(key, P, (B,), replace=False)
+        return _moments(self.xi[..., idx, :], self.labels[..., idx])
+
+
+def _moments(xi, labels) -> TeacherStudentMoments:
+    B = xi.shape[-2]
+    plus = (labels > 0).astype(xi.dtype)
+    cls = jnp.stack([plus, 1.0 - plus], axis=-2)  # (2, B)
+    second = jnp.einsum("...pi,...pj->...ij", xi, xi) / B
+    first = jnp.einsum("...cp,...pi->...ci", cls, xi) / B
+    return TeacherStudentMoments(second, first, jnp.sum(cls, axis=-1) / B)
 
 
 def _check_positive_float(name: str, value) -> float:

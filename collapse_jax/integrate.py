@@ -131,6 +131,8 @@ def train(
     steps: int,
     stop_gradient: bool = False,
     save_every: int = 1,
+    sample_args=None,
+    key=None,
 ):
     """Discrete training with an optax optimiser on the same loss as the flow.
 
@@ -148,6 +150,10 @@ def train(
         steps: number of updates; must be a multiple of ``save_every``.
         stop_gradient: fill the held slot with ``lax.stop_gradient(state)``.
         save_every: record the state every this many steps.
+        sample_args: optional ``key -> args`` drawing fresh loss arguments at every step
+            (minibatch noise, e.g. ``lambda k: data.batch_moments(k, 32)``); ``args`` is then
+            unused. Step `j` uses ``jax.random.fold_in(key, j)``.
+        key: PRNG key for ``sample_args`` (required with it).
 
     Returns:
         ``(steps_saved, states)``: the step counts `0, save_every, ..., steps` and the states
@@ -160,16 +166,21 @@ def train(
     value = training_loss(loss, stop_gradient=stop_gradient)
     grad = jax.grad(value)
 
+    if sample_args is not None and key is None:
+        raise ValueError("train: sample_args needs a PRNG key (key=...)")
+
     def one(carry, _):
-        state, opt_state = carry
-        updates, opt_state = optimizer.update(grad(state, args), opt_state, state)
-        return (optax.apply_updates(state, updates), opt_state), None
+        state, opt_state, j = carry
+        # minibatch noise: fresh arguments per step, else the full-batch ones
+        step_args = args if sample_args is None else sample_args(jax.random.fold_in(key, j))
+        updates, opt_state = optimizer.update(grad(state, step_args), opt_state, state)
+        return (optax.apply_updates(state, updates), opt_state, j + 1), None
 
     def block(carry, _):
         carry, _ = jax.lax.scan(one, carry, None, length=save_every)
         return carry, carry[0]
 
-    carry0 = (state0, optimizer.init(state0))
+    carry0 = (state0, optimizer.init(state0), jnp.asarray(0, dtype=jnp.int32))
     _, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
     states = jax.tree_util.tree_map(
         lambda a0, a: jnp.concatenate([a0[None], a], axis=0), state0, states

@@ -284,3 +284,31 @@ def test_cli_teacher_student_errors(capsys, argv, msg):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_minibatch_training():
+    """Full-size batches reproduce GD exactly; small batches give unbiased gradients."""
+    data, state = _small_problem(f=0.1, seed=2)
+    loss = cj.teacher_student_loss
+    P = SMALL["n_samples"]
+    key = jax.random.PRNGKey(7)
+    _, full = cj.train(loss, state, data.moments(), optax.sgd(0.05), steps=40, save_every=10)
+    _, perm = cj.train(
+        loss,
+        state,
+        None,
+        optax.sgd(0.05),
+        steps=40,
+        save_every=10,
+        sample_args=lambda k: data.batch_moments(k, P),
+        key=key,
+    )
+    np.testing.assert_allclose(_np(perm.U), _np(full.U), rtol=1e-11, atol=1e-13)
+    grad = jax.grad(cj.training_loss(loss))
+    keys = jax.random.split(key, 4000)
+    g = jax.jit(jax.vmap(lambda k: grad(state, data.batch_moments(k, 8)).y))(keys)
+    g = _np(g)
+    mean, sem = g.mean(0), g.std(0) / np.sqrt(len(keys))
+    full_g = _np(grad(state, data.moments()).y)
+    assert np.all(np.abs(mean - full_g) < 5 * sem + 1e-12)
+    assert np.all(g.std(0) > 1e-3)  # and they are noisy
