@@ -8,11 +8,16 @@ Flow: data (alignment matrices) -> losses -> fields -> integrate -> metrics; clo
 from importlib.metadata import PackageNotFoundError, version
 
 from ._types import EmbeddingState as EmbeddingState
+from ._types import TeacherStudentState as TeacherStudentState
 from .data import StandardData as StandardData
+from .data import TeacherStudentData as TeacherStudentData
+from .data import TeacherStudentMoments as TeacherStudentMoments
 from .data import frustration_data as frustration_data
 from .data import init_embedding_state as init_embedding_state
+from .data import init_teacher_student_state as init_teacher_student_state
 from .data import shared_from_frustration as shared_from_frustration
 from .data import standard_data as standard_data
+from .data import teacher_student_data as teacher_student_data
 from .diagnostics import EmbeddingStats as EmbeddingStats
 from .diagnostics import alpha_req as alpha_req
 from .diagnostics import class_means as class_means
@@ -41,19 +46,28 @@ from .exact import exact_min_l2 as exact_min_l2
 from .exact import exact_solution as exact_solution
 from .exact import lambda_pm as lambda_pm
 from .exact import sector_eigenvalues as sector_eigenvalues
+from .exact import teacher_student_exact_min_l2 as teacher_student_exact_min_l2
+from .exact import teacher_student_hessian as teacher_student_hessian
+from .exact import teacher_student_slow_rate as teacher_student_slow_rate
 from .fields import VectorField as VectorField
 from .fields import training_loss as training_loss
 from .fields import vector_field as vector_field
 from .integrate import default_solver as default_solver
 from .integrate import log_times as log_times
 from .integrate import simulate as simulate
+from .integrate import train as train
 from .losses import embedding_loss as embedding_loss
 from .losses import pair_sum as pair_sum
+from .losses import teacher_student_loss as teacher_student_loss
+from .losses import teacher_student_projection_loss as teacher_student_projection_loss
+from .metrics import binary_accuracy_scale_free as binary_accuracy_scale_free
 from .metrics import class_distances as class_distances
 from .metrics import embedding_metrics as embedding_metrics
 from .metrics import fit_slow_rate as fit_slow_rate
 from .metrics import min_l2 as min_l2
 from .metrics import nearest_label_accuracy as nearest_label_accuracy
+from .metrics import teacher_student_metrics as teacher_student_metrics
+from .plots import teacher_student_figure as teacher_student_figure
 from .reduced import ReducedParams as ReducedParams
 from .reduced import ReducedState as ReducedState
 from .reduced import moment_loss as moment_loss
@@ -67,6 +81,9 @@ from .spectral import finite_difference_jacobian as finite_difference_jacobian
 from .spectral import jacobian as jacobian
 from .spectral import sector_basis as sector_basis
 from .spectral import sector_spectra as sector_spectra
+from .teacher_student import TeacherStudentConfig as TeacherStudentConfig
+from .teacher_student import run_teacher_student as run_teacher_student
+from .teacher_student import teacher_student_member as teacher_student_member
 
 try:
     __version__ = version("collapse_jax")

@@ -4,7 +4,15 @@ from typing import NamedTuple
 
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["Array", "Float", "PRNGKeyArray", "Scalar", "EmbeddingState", "Alignment"]
+__all__ = [
+    "Array",
+    "Float",
+    "PRNGKeyArray",
+    "Scalar",
+    "EmbeddingState",
+    "Alignment",
+    "TeacherStudentState",
+]
 
 Scalar = Float[Array, ""]
 Alignment = Float[Array, "samples classes"]
@@ -20,3 +28,18 @@ class EmbeddingState(NamedTuple):
 
     x: Float[Array, "samples dim"]
     y: Float[Array, "classes dim"]
+
+
+class TeacherStudentState(NamedTuple):
+    """State of the linear teacher-student model (MODEL.md §4).
+
+    Attributes:
+        U: student map, shape `(p, D)`; sample embeddings are `x_i = U xi_i`.
+        y: label embeddings, shape `(2, p)`: row 0 is `y_+` (class `c = +1`), row 1 `y_-`.
+        W: predictor, shape `(p, p)`, for the projection variant; ``None`` for the plain one
+            (``None`` is an empty pytree, so fields and optimisers skip it).
+    """
+
+    U: Float[Array, "student input"]
+    y: Float[Array, "2 student"]
+    W: Float[Array, "student student"] | None = None

@@ -260,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
         default=50,
         help="Picard iterations a window (default %(default)s)",
     )
+    _add_teacher_student_parser(sub)
     return p
 
 
@@ -628,7 +629,9 @@ def _cmd_diagnose(args, progress):
 
 
 def _print_human(command, out):
-    if command == "spectrum":
+    if command == "teacher-student":
+        _print_teacher_student(out)
+    elif command == "spectrum":
         print(
             f"max |numeric - predicted| = {out['max_abs_error']:.3e}   "
             f"symmetric={out['symmetric']}   |J - J^T|_F = {out['asymmetry_norm']:.3e}"
@@ -773,12 +776,174 @@ def _cmd_sweep(args, progress):
     }
 
 
+# --- teacher-student (issue 6, MODEL.md §4) ---------------------------------------------------
+
+
+def _frustration_half(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frustration must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and 0.0 <= value < 0.5):
+        raise argparse.ArgumentTypeError(f"--frustration must lie in [0, 0.5), got {text}")
+    return value
+
+
+def _add_teacher_student_parser(sub):
+    tp = sub.add_parser(
+        "teacher-student", help="linear teacher-student model (MODEL.md §4), gradient flow"
+    )
+    tp.set_defaults(model="teacher-student")
+    g = tp.add_argument_group("model")
+    g.add_argument(
+        "--frustration",
+        type=_frustration_half,
+        default=0.1,
+        help="fraction f in [0, 0.5) of each class at the opposite peak (default %(default)s)",
+    )
+    g.add_argument(
+        "--variant",
+        choices=["plain", "projection"],
+        default="plain",
+        help="plain student, or with a predictor W (default %(default)s)",
+    )
+    g.add_argument(
+        "--stop-gradient", action="store_true", help="stop-gradient field (projection only)"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data and of the start U~N(0,1/D), y~N(0,1), W=I+0.1N(0,1) "
+        "(default %(default)s)",
+    )
+    g.add_argument(
+        "--input-dim", type=_int_at_least("--input-dim", 1), default=100, help="D (default 100)"
+    )
+    g.add_argument(
+        "--samples",
+        type=_int_at_least("--samples", 2),
+        default=400,
+        help="P, even (default %(default)s)",
+    )
+    g.add_argument(
+        "--student-dim",
+        type=_int_at_least("--student-dim", 1),
+        default=5,
+        help="p (default %(default)s)",
+    )
+    g.add_argument("--margin", type=float, default=2.0, help="peak distance m (default 2)")
+    g.add_argument(
+        "--noise", type=_positive_float("--noise"), default=1.0, help="sigma (default 1)"
+    )
+    r = tp.add_argument_group("run")
+    r.add_argument(
+        "--t1", type=_positive_float("--t1"), default=400.0, help="end time (default %(default)s)"
+    )
+    r.add_argument(
+        "--t-min",
+        type=_positive_float("--t-min"),
+        default=1e-2,
+        help="first save time (default %(default)s)",
+    )
+    r.add_argument(
+        "--points",
+        type=_int_at_least("--points", 2),
+        default=100,
+        help="log-spaced save times in [t-min, t1] (default %(default)s)",
+    )
+    r.add_argument(
+        "--solver",
+        choices=["tsit5", "kvaerno5"],
+        default="tsit5",
+        help="diffrax Tsit5 (default: not stiff enough for an implicit solver to pay) or "
+        "Kvaerno5 (implicit, much slower here)",
+    )
+    r.add_argument("--figure", default=None, help="write a figure (PNG) to this path")
+    o = tp.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_teacher_student(args, progress):
+    import diffrax
+
+    from .teacher_student import TeacherStudentConfig, run_teacher_student
+
+    if args.stop_gradient and args.variant == "plain":
+        raise UsageError(
+            "--stop-gradient needs --variant projection (the plain loss has no held copy)"
+        )
+    if args.samples % 2:
+        raise UsageError(f"--samples must be even (balanced classes), got {args.samples}")
+    if args.t_min > args.t1:
+        raise UsageError(f"--t-min must be <= --t1={args.t1}, got {args.t_min}")
+    if not math.isfinite(args.margin):
+        raise UsageError(f"--margin must be a finite number, got {args.margin}")
+    config = TeacherStudentConfig(
+        variant=args.variant,
+        stop_gradient=args.stop_gradient,
+        dim=args.input_dim,
+        n_samples=args.samples,
+        student_dim=args.student_dim,
+        margin=args.margin,
+        noise=args.noise,
+    )
+    solver = diffrax.Kvaerno5() if args.solver == "kvaerno5" else diffrax.Tsit5()
+    start = time.perf_counter()
+    out = run_teacher_student(
+        args.frustration,
+        args.seed,
+        config,
+        t1=args.t1,
+        t_min=args.t_min,
+        points=args.points,
+        progress=progress,
+        solver=solver,
+    )
+    out["seconds"] = time.perf_counter() - start
+    out["solver"] = args.solver
+    out["result"] = "successful" if out["result"] == 0 else f"failed (code {out['result']})"
+    out.update(input_dim=args.input_dim, samples=args.samples, student_dim=args.student_dim)
+    if args.figure is not None:
+        from .plots import teacher_student_figure
+
+        try:
+            out["figure"] = teacher_student_figure([out], args.figure)
+        except OSError as err:
+            raise UsageError(f"--figure {args.figure!r} cannot be written: {err}") from None
+    return out
+
+
+def _print_teacher_student(out):
+    print(
+        f"teacher-student {out['variant']} stop_gradient={out['stop_gradient']} "
+        f"f={out['frustration']} (realised {out['frustration_realised']:.4f}) seed={out['seed']}: "
+        f"{out['solver']} {out['result']}, {out['steps']} steps ({out['seconds']:.2f} s)"
+    )
+    print(
+        f"MinL2: {out['min_l2'][0]:.6g} at t={out['t'][0]:.3g} -> {out['final_min_l2']:.6g} "
+        f"at t={out['t'][-1]:.3g}"
+    )
+    line = f"slow rate phi_eff: fit {out['slow_rate_fit']:.6g}"
+    if "slow_rate_hessian" in out:
+        line += f", smallest relevant Hessian eigenvalue {out['slow_rate_hessian']:.6g}"
+    print(line)
+    print(
+        f"accuracy: final {out['final_accuracy']:.4f}, peak {out['peak_accuracy']:.4f} at "
+        f"t={out['peak_time']:.3g}, reference 1-f = {out['accuracy_reference']:.4f}"
+    )
+    if "figure" in out:
+        print(f"figure: {out['figure']}")
+
+
 COMMANDS = {
     "spectrum": _cmd_spectrum,
     "simulate": _cmd_simulate,
     "sweep": _cmd_sweep,
     "diagnose": _cmd_diagnose,
     "dmft": _cmd_dmft,
+    "teacher-student": _cmd_teacher_student,
 }
 
 

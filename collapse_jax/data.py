@@ -19,14 +19,14 @@ it used, see :attr:`StandardData.shared_total`):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray
+from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray, TeacherStudentState
 
 __all__ = [
     "StandardData",
@@ -34,6 +34,10 @@ __all__ = [
     "frustration_data",
     "shared_from_frustration",
     "init_embedding_state",
+    "TeacherStudentData",
+    "TeacherStudentMoments",
+    "teacher_student_data",
+    "init_teacher_student_state",
 ]
 
 ShareRule = Literal["round", "spread"]
@@ -196,3 +200,154 @@ def init_embedding_state(
     x = jax.random.normal(kx, (N, d), dtype)
     y = 2.0 * jax.random.normal(ky, (K, d), dtype)
     return EmbeddingState(x, y)
+
+
+# --- Linear teacher-student model (MODEL.md §4) ----------------------------------------------
+
+
+class TeacherStudentMoments(NamedTuple):
+    """Data moments that the teacher-student losses need (MODEL.md §4, §6).
+
+    Every loss of the model is a quadratic form in the student state, so the `P x D` inputs
+    enter only through
+    `second = (1/P) sum_i xi_i xi_i^T` (`D x D`), `first[c] = (1/P) sum_{i in c} xi_i`
+    (`2 x D`, row 0 the class `+1`) and `weight[c] = P_c / P` (`2,`).
+    """
+
+    second: Float[Array, "input input"]
+    first: Float[Array, "2 input"]
+    weight: Float[Array, " 2"]
+
+
+class TeacherStudentData(eqx.Module):
+    """Inputs of the linear teacher-student model (MODEL.md §4), fixed shapes.
+
+    Attributes:
+        xi: inputs `(P, D)`: `xi_i = s_i m w* + sigma z_i` with `s_i = c_i` for a clean sample
+            and `s_i = -c_i` for a frustrated one.
+        labels: `c_i in {+1, -1}`, `(P,)`; the first `P/2` samples are `+1`.
+        frustrated: `(P,)` 0/1 mask of the samples moved to the opposite peak.
+        teacher: the unit teacher `w*`, `(D,)`.
+
+    All fields may carry a leading batch axis under `vmap`.
+    """
+
+    xi: Float[Array, "samples input"]
+    labels: Float[Array, " samples"]
+    frustrated: Float[Array, " samples"]
+    teacher: Float[Array, " input"]
+
+    @property
+    def frustration_realised(self) -> Float[Array, ""]:
+        """Fraction of samples that are frustrated (equal in both classes by construction)."""
+        return jnp.mean(self.frustrated, axis=-1)
+
+    def moments(self) -> TeacherStudentMoments:
+        """:class:`TeacherStudentMoments` of the inputs (cost `O(P D^2)`, once per data set)."""
+        return _moments(self.xi, self.labels)
+
+    def batch_moments(self, key: PRNGKeyArray, batch_size: int) -> TeacherStudentMoments:
+        """Moments of a minibatch of ``batch_size`` samples drawn without replacement.
+
+        Normalised by the batch size (`(1/B) sum_{i in batch}`), so the loss on these moments
+        is the minibatch mean loss: an unbiased estimate of the full loss and gradient. For
+        stochastic training with :func:`collapse_jax.integrate.train` (``sample_args``).
+        """
+        B = _check_int("batch_size", batch_size, 1)
+        P = self.xi.shape[-2]
+        if B > P:
+            raise ValueError(f"batch_size must be <= n_samples={P}, got {B}")
+        idx = jax.random.choice(key, P, (B,), replace=False)
+        return _moments(self.xi[..., idx, :], self.labels[..., idx])
+
+
+def _moments(xi, labels) -> TeacherStudentMoments:
+    B = xi.shape[-2]
+    plus = (labels > 0).astype(xi.dtype)
+    cls = jnp.stack([plus, 1.0 - plus], axis=-2)  # (2, B)
+    second = jnp.einsum("...pi,...pj->...ij", xi, xi) / B
+    first = jnp.einsum("...cp,...pi->...ci", cls, xi) / B
+    return TeacherStudentMoments(second, first, jnp.sum(cls, axis=-1) / B)
+
+
+def _check_positive_float(name: str, value) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return value
+
+
+def teacher_student_data(
+    key: PRNGKeyArray,
+    frustration=0.0,
+    *,
+    dim: int = 100,
+    n_samples: int = 400,
+    margin: float = 2.0,
+    noise: float = 1.0,
+) -> TeacherStudentData:
+    """Teacher-student inputs from a key (MODEL.md §4).
+
+    `w* = g / |g|` with `g ~ N(0, I_D)`; `P/2` samples of class `+1` then `P/2` of class `-1`;
+    `xi_i = s_i m w* + sigma z_i`, `z_i ~ N(0, I_D)`.
+
+    Frustration rule (rank rule, fixed shapes, so ``frustration`` may be a traced value under
+    `vmap`/`jit`): every sample gets a uniform draw `u_i` from the key; within each class the
+    `round(f P/2)` samples of smallest `u_i` are frustrated (`s_i = -c_i`: they keep their label
+    but sit at the opposite peak). The realised fraction is therefore `round(f P/2) / (P/2)` in
+    each class (reported by :attr:`TeacherStudentData.frustration_realised`), the frustrated
+    sets are nested as `f` grows, and the noise `z` and teacher do not depend on `f`.
+
+    Args:
+        key: PRNG key (the seed).
+        frustration: `f` in `[0, 0.5)`; a Python float is checked, a traced value is not.
+        dim: input dimension `D` (default 100).
+        n_samples: `P`, even (default 400).
+        margin: peak distance `m` (default 2).
+        noise: `sigma` (default 1).
+    """
+    D = _check_int("dim", dim, 1)
+    P = _check_int("n_samples", n_samples, 2)
+    if P % 2:
+        raise ValueError(f"n_samples must be even (balanced classes), got {P}")
+    m = float(margin)
+    if not math.isfinite(m):
+        raise ValueError(f"margin must be a finite number, got {margin}")
+    sigma = _check_positive_float("noise", noise)
+    if isinstance(frustration, (int, float, np.floating, np.integer)):
+        f = float(frustration)
+        if not (math.isfinite(f) and 0.0 <= f < 0.5):
+            raise ValueError(f"frustration must lie in [0, 0.5), got {f}")
+    dtype = _float_dtype()
+    kt, kz, ku = jax.random.split(key, 3)
+    g = jax.random.normal(kt, (D,), dtype)
+    teacher = g / jnp.linalg.norm(g)
+    z = jax.random.normal(kz, (P, D), dtype)
+    half = P // 2
+    u = jax.random.uniform(ku, (2, half), dtype)
+    rank = jnp.argsort(jnp.argsort(u, axis=1), axis=1)  # 0 = smallest draw, within each class
+    count = jnp.round(jnp.asarray(frustration, dtype) * half)
+    frustrated = (rank < count).astype(dtype).reshape(P)
+    labels = jnp.repeat(jnp.asarray([1.0, -1.0], dtype), half)
+    side = labels * (1.0 - 2.0 * frustrated)
+    xi = side[:, None] * (m * teacher)[None, :] + sigma * z
+    return TeacherStudentData(xi, labels, frustrated, teacher)
+
+
+def init_teacher_student_state(
+    key: PRNGKeyArray, dim: int = 100, student_dim: int = 5, *, projection: bool = False
+) -> TeacherStudentState:
+    """Default initial state (MODEL.md §4): `U ~ N(0, 1/D)` entries, `y_± ~ N(0, I_p)`,
+    and for the projection variant `W = I + 0.1 N(0, 1)`.
+
+    The key is split into three whatever the variant, so `U` and `y` of one seed are the same
+    for the plain and the projection model.
+    """
+    D = _check_int("dim", dim, 1)
+    p = _check_int("student_dim", student_dim, 1)
+    dtype = _float_dtype()
+    ku, ky, kw = jax.random.split(key, 3)
+    U = jax.random.normal(ku, (p, D), dtype) / math.sqrt(D)
+    y = jax.random.normal(ky, (2, p), dtype)
+    W = jnp.eye(p, dtype=dtype) + 0.1 * jax.random.normal(kw, (p, p), dtype) if projection else None
+    return TeacherStudentState(U, y, W)

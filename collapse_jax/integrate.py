@@ -11,12 +11,20 @@ from __future__ import annotations
 import math
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .fields import VectorField
+from .fields import VectorField, training_loss
 
-__all__ = ["log_times", "simulate", "default_solver", "DEFAULT_RTOL", "DEFAULT_ATOL"]
+__all__ = [
+    "log_times",
+    "simulate",
+    "default_solver",
+    "train",
+    "DEFAULT_RTOL",
+    "DEFAULT_ATOL",
+]
 
 #: Default tolerances. Errors are controlled relative to the O(1) label positions, while
 #: MinL2 is a small difference of them: to resolve MinL2 to 1e-7 relative down to 1e-6 of its
@@ -112,3 +120,69 @@ def simulate(
         throw=throw,
         progress_meter=diffrax.NoProgressMeter() if progress_meter is None else progress_meter,
     )
+
+
+def train(
+    loss,
+    state0,
+    args,
+    optimizer,
+    *,
+    steps: int,
+    stop_gradient: bool = False,
+    save_every: int = 1,
+    sample_args=None,
+    key=None,
+):
+    """Discrete training with an optax optimiser on the same loss as the flow.
+
+    The gradient is that of :func:`~collapse_jax.fields.training_loss` (``lax.stop_gradient``
+    on the held slot when ``stop_gradient``), so with ``optax.sgd(lr)`` step `k` approximates
+    the gradient flow at `t = k lr`. Any ``optax.GradientTransformation`` works (momentum,
+    ``optax.adam``, ``optax.chain(optax.add_decayed_weights(wd), ...)`` for weight decay).
+    Runs in one ``lax.scan`` (jit it, or vmap it over ``args``).
+
+    Args:
+        loss: ``loss(state, held, args) -> scalar``.
+        state0: initial state pytree (``None`` leaves are skipped).
+        args: passed to the loss.
+        optimizer: an ``optax.GradientTransformation``.
+        steps: number of updates; must be a multiple of ``save_every``.
+        stop_gradient: fill the held slot with ``lax.stop_gradient(state)``.
+        save_every: record the state every this many steps.
+        sample_args: optional ``key -> args`` drawing fresh loss arguments at every step
+            (minibatch noise, e.g. ``lambda k: data.batch_moments(k, 32)``); ``args`` is then
+            unused. Step `j` uses ``jax.random.fold_in(key, j)``.
+        key: PRNG key for ``sample_args`` (required with it).
+
+    Returns:
+        ``(steps_saved, states)``: the step counts `0, save_every, ..., steps` and the states
+        there, stacked on a leading axis.
+    """
+    import optax
+
+    if steps % save_every:
+        raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
+    value = training_loss(loss, stop_gradient=stop_gradient)
+    grad = jax.grad(value)
+
+    if sample_args is not None and key is None:
+        raise ValueError("train: sample_args needs a PRNG key (key=...)")
+
+    def one(carry, _):
+        state, opt_state, j = carry
+        # minibatch noise: fresh arguments per step, else the full-batch ones
+        step_args = args if sample_args is None else sample_args(jax.random.fold_in(key, j))
+        updates, opt_state = optimizer.update(grad(state, step_args), opt_state, state)
+        return (optax.apply_updates(state, updates), opt_state, j + 1), None
+
+    def block(carry, _):
+        carry, _ = jax.lax.scan(one, carry, None, length=save_every)
+        return carry, carry[0]
+
+    carry0 = (state0, optimizer.init(state0), jnp.asarray(0, dtype=jnp.int32))
+    _, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
+    states = jax.tree_util.tree_map(
+        lambda a0, a: jnp.concatenate([a0[None], a], axis=0), state0, states
+    )
+    return jnp.arange(0, steps + 1, save_every), states

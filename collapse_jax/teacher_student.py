@@ -1,0 +1,250 @@
+"""The linear teacher-student model end to end (MODEL.md §4).
+
+Data (:func:`~collapse_jax.data.teacher_student_data`) -> loss
+(:mod:`collapse_jax.losses.teacher_student`) -> field (:func:`~collapse_jax.fields.vector_field`)
+-> diffrax (:func:`~collapse_jax.integrate.simulate`) -> metrics
+(:func:`~collapse_jax.metrics.teacher_student_metrics`) and, on the host, the fitted slow rate
+`phi_eff(f)` and the plain model's closed-form rate (smallest relevant Hessian eigenvalue).
+
+:func:`teacher_student_member` is the single, traceable case (frustration may be traced, so
+`jit(vmap(...))` over `f` or over keys works); :func:`run_teacher_student` adds the host
+summary the CLI reports.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import init_teacher_student_state, teacher_student_data
+from .exact import teacher_student_exact_min_l2, teacher_student_slow_rate
+from .fields import vector_field
+from .integrate import log_times, simulate
+from .losses import teacher_student_loss, teacher_student_projection_loss
+from .metrics import fit_slow_rate, teacher_student_metrics
+
+__all__ = [
+    "TeacherStudentConfig",
+    "teacher_student_problem",
+    "teacher_student_member",
+    "run_teacher_student",
+    "accuracy_summary",
+    "TS_RTOL",
+    "TS_ATOL",
+    "TS_FIT_FLOOR",
+]
+
+Variant = Literal["plain", "projection"]
+
+#: Default tolerances of the teacher-student runs. Pure relative error control (``atol = 0``):
+#: the plain state decays as a whole, so an absolute tolerance would stop controlling the
+#: error once the state falls below it, and the late accuracy would be noise (seen with
+#: ``atol = 1e-14``: accuracy 0.115 instead of 0.885 at f = 0.1, t = 400). With these values
+#: MinL2 matches the closed form to 4e-10 relative down to 1e-38 of its start (seed 0, t1 = 400).
+TS_RTOL = 1e-10
+TS_ATOL = 0.0
+
+#: Points of MinL2 below this fraction of its maximum are left out of the slow-rate fit. The
+#: integration is accurate relative to the state, so the whole late window can be used; a
+#: window that stops at 1e-8 (the embedding default) is still contaminated by the next Hessian
+#: mode at f = 0.2 (fit 1.4% above the eigenvalue, against 0.12% with this floor, t1 = 400).
+TS_FIT_FLOOR = 1e-250
+
+
+class TeacherStudentConfig(NamedTuple):
+    """Static configuration (MODEL.md §4 defaults)."""
+
+    variant: Variant = "plain"
+    stop_gradient: bool = False
+    dim: int = 100
+    n_samples: int = 400
+    student_dim: int = 5
+    margin: float = 2.0
+    noise: float = 1.0
+
+    def loss(self):
+        return teacher_student_loss if self.variant == "plain" else teacher_student_projection_loss
+
+    def check(self) -> TeacherStudentConfig:
+        if self.variant not in ("plain", "projection"):
+            raise ValueError(f"variant must be 'plain' or 'projection', got {self.variant!r}")
+        if self.stop_gradient and self.variant == "plain":
+            raise ValueError(
+                "stop_gradient needs variant='projection' (the plain loss has no held copy)"
+            )
+        return self
+
+
+#: The MODEL.md §4 defaults, plain variant.
+DEFAULT_CONFIG = TeacherStudentConfig()
+
+
+def teacher_student_problem(key, frustration, config: TeacherStudentConfig = DEFAULT_CONFIG):
+    """Data and initial state from one key: ``(data, state0)``.
+
+    The key is split into a data key and an initial-state key, so the same seed gives the same
+    inputs and start for every `f` and variant.
+    """
+    config.check()
+    kd, ks = jax.random.split(key)
+    data = teacher_student_data(
+        kd,
+        frustration,
+        dim=config.dim,
+        n_samples=config.n_samples,
+        margin=config.margin,
+        noise=config.noise,
+    )
+    state0 = init_teacher_student_state(
+        ks, config.dim, config.student_dim, projection=config.variant == "projection"
+    )
+    return data, state0
+
+
+def teacher_student_member(
+    frustration,
+    key,
+    ts,
+    config: TeacherStudentConfig = DEFAULT_CONFIG,
+    *,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = TS_RTOL,
+    atol: float = TS_ATOL,
+    max_steps: int = 100_000,
+    progress_meter: diffrax.AbstractProgressMeter | None = None,
+) -> dict:
+    """Integrate one teacher-student run and return its metrics at ``ts`` (traceable).
+
+    Returns a dict of arrays: ``min_l2``, ``accuracy``, ``loss`` (one per save time),
+    ``result`` (diffrax code), ``steps``, ``frustration_realised``, ``final_state``.
+    The default solver is ``Tsit5`` (explicit): the spectrum spans about two decades here
+    (plain Hessian 0.06 ... 5.5 at the defaults), so the problem is not stiff enough for an
+    implicit solver to pay for its Newton solves (measured in the tests/README).
+    """
+    data, state0 = teacher_student_problem(key, frustration, config)
+    loss = config.loss()
+    field = vector_field(loss, stop_gradient=config.stop_gradient)
+    sol = simulate(
+        field,
+        state0,
+        data.moments(),
+        ts=ts,
+        solver=diffrax.Tsit5() if solver is None else solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        progress_meter=progress_meter,
+    )
+    metrics = jax.vmap(lambda s: teacher_student_metrics(s, data, loss))(sol.ys)
+    final = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+    return {
+        **metrics,
+        "result": sol.result._value,
+        "steps": sol.stats["num_steps"],
+        "frustration_realised": data.frustration_realised,
+        "final_state": final,
+    }
+
+
+def accuracy_summary(ts, accuracy, drop: float = 0.02) -> dict:
+    """Peak accuracy, when it is reached, and when accuracy first falls `drop` below it.
+
+    NaN entries (round-off floor) are skipped; ``accuracy_fall_time`` is NaN if it never falls.
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    acc = np.asarray(accuracy, dtype=np.float64)
+    if not np.any(np.isfinite(acc)):
+        return {
+            "peak_accuracy": float("nan"),
+            "peak_time": float("nan"),
+            "accuracy_fall_time": float("nan"),
+        }
+    i = int(np.nanargmax(acc))
+    later = np.flatnonzero((ts > ts[i]) & np.isfinite(acc) & (acc < acc[i] - drop))
+    return {
+        "peak_accuracy": float(acc[i]),
+        "peak_time": float(ts[i]),
+        "accuracy_fall_time": float(ts[later[0]]) if later.size else float("nan"),
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_member(config, solver, progress, solve_items):
+    """One compiled :func:`teacher_student_member` per configuration (reused across calls)."""
+    meter = diffrax.TqdmProgressMeter() if progress else None
+
+    def member(f, key, ts):
+        return teacher_student_member(
+            f, key, ts, config, solver=solver, progress_meter=meter, **dict(solve_items)
+        )
+
+    return jax.jit(member)
+
+
+def run_teacher_student(
+    frustration: float = 0.0,
+    seed: int = 0,
+    config: TeacherStudentConfig = DEFAULT_CONFIG,
+    *,
+    t1: float = 400.0,
+    t_min: float = 1e-2,
+    points: int = 100,
+    progress: bool = False,
+    **solve_kwargs,
+) -> dict:
+    """One run with the host summary that ``collapse-jax teacher-student`` reports.
+
+    Keys: ``t``, ``min_l2``, ``accuracy``, ``loss``, ``final_accuracy``,
+    ``accuracy_reference`` (`1 - f` with the realised `f`), ``slow_rate_fit`` (`phi_eff`, the
+    late slope of `-log MinL2`, :func:`~collapse_jax.metrics.fit_slow_rate`; NaN when MinL2
+    does not decay), ``effective_time`` (`t phi_eff`), peak accuracy keys
+    (:func:`accuracy_summary`), ``result``, ``steps``; for the plain variant also
+    ``slow_rate_hessian`` and ``min_l2_exact`` (closed form, :mod:`collapse_jax.exact`).
+    """
+    config.check()
+    f = float(frustration)
+    if not (np.isfinite(f) and 0.0 <= f < 0.5):
+        raise ValueError(f"frustration must lie in [0, 0.5), got {f}")
+    ts = log_times(t_min, t1, points)
+    key = jax.random.PRNGKey(seed)
+    solver = solve_kwargs.pop("solver", None)
+    member = _jitted_member(config, solver, bool(progress), tuple(sorted(solve_kwargs.items())))
+    out = member(jnp.asarray(f), key, ts)
+    ts = np.asarray(ts)
+    min_l2 = np.asarray(out["min_l2"])
+    acc = np.asarray(out["accuracy"])
+    rate = -fit_slow_rate(ts, min_l2, floor=TS_FIT_FLOOR * np.nanmax(min_l2))
+    decays = min_l2[-1] < 1e-2 * min_l2.max()
+    rate = rate if decays else float("nan")
+    f_real = float(out["frustration_realised"])
+    finite = acc[np.isfinite(acc)]
+    result = {
+        "t": ts,
+        "min_l2": min_l2,
+        "accuracy": acc,
+        "loss": np.asarray(out["loss"]),
+        "final_accuracy": float(finite[-1]) if finite.size else float("nan"),
+        "accuracy_reference": 1.0 - f_real,
+        "slow_rate_fit": rate,
+        "effective_time": ts * rate,
+        "final_min_l2": float(min_l2[-1]),
+        "frustration": f,
+        "frustration_realised": f_real,
+        "variant": config.variant,
+        "stop_gradient": config.stop_gradient,
+        "seed": seed,
+        "result": int(out["result"]),
+        "steps": int(out["steps"]),
+        **accuracy_summary(ts, acc),
+    }
+    if config.variant == "plain":
+        data, state0 = teacher_student_problem(key, f, config)
+        moments = data.moments()
+        result["slow_rate_hessian"] = teacher_student_slow_rate(moments)
+        result["min_l2_exact"] = teacher_student_exact_min_l2(state0, moments, ts)
+    return result
