@@ -5,7 +5,15 @@ Flow: data (alignment matrices) -> losses -> fields -> integrate -> metrics; clo
 ``diagnostics``. See ``MODEL.md`` (shared) for the mathematics.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os
+
+# Before numpy/scipy load OpenBLAS (JAX's CPU LU and eig run through scipy's LAPACK): the small
+# dense LU solves of implicit solvers thrash with OpenBLAS threads on a few cores (measured here,
+# 2 cores: a 280 x 280 float64 LU took 130-180 ms threaded, 1 ms single-threaded). A value the
+# user set is kept. Import collapse_jax before numpy for it to take effect.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from ._types import EmbeddingState as EmbeddingState
 from ._types import TeacherStudentState as TeacherStudentState
