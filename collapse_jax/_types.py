@@ -4,7 +4,15 @@ from typing import NamedTuple
 
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["Array", "Float", "PRNGKeyArray", "Scalar", "EmbeddingState", "Alignment"]
+__all__ = [
+    "Array",
+    "Float",
+    "PRNGKeyArray",
+    "Scalar",
+    "EmbeddingState",
+    "ProjectionState",
+    "Alignment",
+]
 
 Scalar = Float[Array, ""]
 Alignment = Float[Array, "samples classes"]
@@ -20,3 +28,17 @@ class EmbeddingState(NamedTuple):
 
     x: Float[Array, "samples dim"]
     y: Float[Array, "classes dim"]
+
+
+class ProjectionState(NamedTuple):
+    """State of the projection-head model (MODEL.md §3).
+
+    Attributes:
+        x: sample embeddings, shape `(N, d)`.
+        y: label embeddings, shape `(K, d)`.
+        W: the projection (predictor) acting on the data branch, shape `(d, d)`.
+    """
+
+    x: Float[Array, "samples dim"]
+    y: Float[Array, "classes dim"]
+    W: Float[Array, "dim dim"]

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray
+from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray, ProjectionState
 
 __all__ = [
     "StandardData",
@@ -34,6 +34,7 @@ __all__ = [
     "frustration_data",
     "shared_from_frustration",
     "init_embedding_state",
+    "init_projection_state",
 ]
 
 ShareRule = Literal["round", "spread"]
@@ -196,3 +197,18 @@ def init_embedding_state(
     x = jax.random.normal(kx, (N, d), dtype)
     y = 2.0 * jax.random.normal(ky, (K, d), dtype)
     return EmbeddingState(x, y)
+
+
+def init_projection_state(
+    key: PRNGKeyArray, n_samples: int, n_classes: int, dim: int
+) -> ProjectionState:
+    """Default initial state of the projection model (MODEL.md §1).
+
+    `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as :func:`init_embedding_state` draws them from
+    ``key`` (so both models start from the same embeddings for one seed), and
+    `W = I + 0.1 N(0, 1)` drawn from ``jax.random.fold_in(key, 1)``.
+    """
+    base = init_embedding_state(key, n_samples, n_classes, dim)
+    d = base.x.shape[-1]
+    noise = jax.random.normal(jax.random.fold_in(key, 1), (d, d), base.x.dtype)
+    return ProjectionState(base.x, base.y, jnp.eye(d, dtype=base.x.dtype) + 0.1 * noise)

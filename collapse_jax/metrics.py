@@ -14,6 +14,7 @@ __all__ = [
     "roundoff_floor",
     "ROUNDOFF_FACTOR",
     "embedding_metrics",
+    "projection_metrics",
     "fit_slow_rate",
 ]
 
@@ -88,6 +89,25 @@ def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
     return {
         "min_l2": min_l2(state.y),
         "loss": embedding_loss(state, state, data.matrix()),
+        "accuracy": acc,
+        "accuracy_all": acc_all,
+    }
+
+
+def projection_metrics(state, data) -> dict[str, Float[Array, ""]]:
+    """MinL2, loss and accuracies of one projection-model state (MODEL.md §1, §3).
+
+    Accuracy uses the prediction `yhat(x) = W x`. The loss is `L_P` (equal in value to
+    `L_P^sg`). `vmap` over a leading time axis of ``state`` for a trajectory.
+    """
+    from .losses import projection_loss
+
+    n_clean = data.n_classes * data.per_class
+    predictions = state.x[:n_clean] @ state.W.T
+    acc, acc_all = nearest_label_accuracy(predictions, state.y, data.per_class, data.shared_count)
+    return {
+        "min_l2": min_l2(state.y),
+        "loss": projection_loss(state, state, data.matrix()),
         "accuracy": acc,
         "accuracy_all": acc_all,
     }

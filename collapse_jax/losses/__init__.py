@@ -2,3 +2,4 @@
 
 from ._pairs import pair_sum as pair_sum
 from .embedding import embedding_loss as embedding_loss
+from .projection import projection_loss as projection_loss
