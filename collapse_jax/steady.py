@@ -292,6 +292,15 @@ def projection_fixed_point(
         ``label_span_leakage``), ``asymmetry_norm``, ``t_reached``, ``steps``, plus
         ``steady`` (the :class:`SteadyState`, not JSON).
 
+    Zero modes: the fixed points of both fields form manifolds. For stop-gradient they are
+    `{W x_i = y_c (clean), W x_s = ybar, (n+M) y_c = n xbar_c + M xbar_S}`; linearised, the
+    sample constraints `dW x_i + W dx_i = dt_i` lose rank where `W` is singular (only the
+    range of `W` is reachable through `dx_i`, the rest only through the `d - r` rows of `dW`
+    outside it), so the manifold has dimension `d^2 + (N - rank X)(d - r)` with `r = rank W`
+    and `X` the sample matrix: ``zero_modes_predicted``. (For K=3, n=12, M=2, d=5, r=3: 91,
+    the count MODEL.md §3 P3 reports.) The rotations `x -> R x, y -> R y, W -> R W R^T`, a
+    symmetry of both losses, are `d(d-1)/2` of these directions.
+
     Branches: a non-fixed point is ``"saddle"`` or ``"slow-transient"``. A fixed point is
     ``"collapsed"`` when ``MinL2 <= collapse_tol``, ``"separated"`` when every bias direction
     is separated (eigenvalue `n/(n+M)` of `W`), ``"bias-in-kernel"`` when one is lost, and
@@ -320,6 +329,10 @@ def projection_fixed_point(
     else:
         branch = "other"
     span = label_span_spectrum(W, y)
+    x = np.asarray(z.x)
+    rank_w = int(np.linalg.matrix_rank(W, tol=1e-8 * max(1.0, np.abs(W).max())))
+    rank_x = int(np.linalg.matrix_rank(x, tol=1e-8 * max(1.0, np.abs(x).max())))
+    d = W.shape[0]
     return {
         "min_l2": ml2,
         "residual_norm": st.residual_after if st.status == "fixed-point" else st.residual_before,
@@ -332,6 +345,8 @@ def projection_fixed_point(
         "omega_bound": n / (n + M),
         "jacobian_max_real": st.max_real,
         "zero_modes": st.zero_modes,
+        "zero_modes_predicted": d * d + (x.shape[0] - rank_x) * (d - rank_w),
+        "w_rank": rank_w,
         "n_variables": int(st.jacobian.shape[0]),
         "status": st.status,
         "branch": branch,

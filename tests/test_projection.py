@@ -248,3 +248,16 @@ def test_p3_sg_fixed_point_stable_with_counted_zero_modes(sg_fixed_point):
     assert np.linalg.norm(st.jacobian @ R) < 1e-9 * np.linalg.norm(R)
     assert np.linalg.matrix_rank(R) == D * (D - 1) // 2 <= out["zero_modes"]
     assert out["zero_modes"] == out["n_variables"] - np.linalg.matrix_rank(st.jacobian, tol=1e-7)
+    # all of them are tangent to the manifold of fixed points, whose dimension is
+    # d^2 + (N - d)(d - K) when W has rank K and the samples span R^d (derivation in
+    # projection_fixed_point): 16 + 10 = 26 here
+    N = data.n_samples
+    assert out["zero_modes"] == out["zero_modes_predicted"] == D * D + (N - D) * (D - K) == 26
+
+
+def test_conservative_fixed_point_zero_modes(conservative_fixed_point):
+    # W is invertible at the collapsed fixed point: the manifold has dimension d^2
+    data, out = conservative_fixed_point
+    assert out["w_rank"] == D
+    assert out["zero_modes"] == out["zero_modes_predicted"] == D * D
+    assert out["jacobian_max_real"] < 1e-7  # minus a Hessian at a minimum
