@@ -46,6 +46,7 @@ from .spectral import jacobian as jacobian
 from .spectral import label_span_spectrum as label_span_spectrum
 from .spectral import omega as omega
 from .spectral import omega_max_eigenvalue as omega_max_eigenvalue
+from .spectral import projection_spectrum_report as projection_spectrum_report
 from .spectral import sector_basis as sector_basis
 from .spectral import sector_spectra as sector_spectra
 from .steady import BRANCHES as BRANCHES

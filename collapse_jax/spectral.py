@@ -27,6 +27,11 @@ __all__ = [
     "sector_basis",
     "sector_spectra",
     "embedding_spectrum_report",
+    "omega",
+    "omega_max_eigenvalue",
+    "label_span_spectrum",
+    "bias_sectors",
+    "projection_spectrum_report",
 ]
 
 
@@ -284,4 +289,43 @@ def bias_sectors(W, y, per_class: float, shared: float, *, tol: float = 1e-6) ->
         else:
             sector = "other"
         out.append({"spread": sigma, "w_rayleigh": w, "eigen_residual": resid, "sector": sector})
+    return out
+
+
+def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_tol=1e-6) -> dict:
+    """Spectral analysis of the projection model at one state (MODEL.md §3).
+
+    For both fields (``"conservative"``, ``"stop_gradient"``): Jacobian eigenvalues (real and
+    imaginary parts, sorted by real part), their largest real part, the number of zero modes
+    (`|lambda| <= zero_tol`), `|J - J^T|_F` and whether `J` is symmetric. For `W`: `|eig W|`
+    sorted, `max eig Omega(W)` with its bound `n/(n+M)`, `W` on the label span and the sector
+    of every bias direction (:func:`bias_sectors`).
+    """
+    from .fields import vector_field
+    from .losses import projection_loss
+
+    A = data.matrix()
+    n, M = data.per_class, float(data.shared_total)
+    out = {}
+    for name, sg in (("conservative", False), ("stop_gradient", True)):
+        J = jacobian(vector_field(projection_loss, stop_gradient=sg), state, A)
+        ev = eigenvalues(J)
+        out[name] = {
+            "real": ev.real,
+            "imag": ev.imag,
+            "max_real": float(ev.real.max()),
+            "zero_modes": int(np.sum(np.abs(ev) <= zero_tol)),
+            "asymmetry_norm": asymmetry_norm(J),
+            "symmetric": is_symmetric(J),
+        }
+    W, y = np.asarray(state.W), np.asarray(state.y)
+    span = label_span_spectrum(W, y)
+    out.update(
+        w_eigenvalues_abs=np.sort(np.abs(np.linalg.eigvals(W))),
+        omega_max_eigenvalue=omega_max_eigenvalue(W, n, M),
+        omega_bound=n / (n + M),
+        label_span_w_eigenvalues=span["eigenvalues"],
+        label_span_leakage=span["leakage"],
+        bias_sectors=bias_sectors(W, y, n, M, tol=sector_tol),
+    )
     return out

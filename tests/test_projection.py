@@ -255,9 +255,53 @@ def test_p3_sg_fixed_point_stable_with_counted_zero_modes(sg_fixed_point):
     assert out["zero_modes"] == out["zero_modes_predicted"] == D * D + (N - D) * (D - K) == 26
 
 
+def test_spectrum_report_of_both_fields_at_the_sg_fixed_point(sg_fixed_point):
+    data, out = sg_fixed_point
+    rep = cj.projection_spectrum_report(out["steady"].state, data)
+    sg, cons = rep["stop_gradient"], rep["conservative"]
+    np.testing.assert_allclose(sg["real"], out["steady"].eigenvalues.real, atol=1e-12)
+    assert sg["zero_modes"] == out["zero_modes"] and not sg["symmetric"]
+    assert cons["symmetric"] and np.all(np.abs(cons["imag"]) == 0)
+    # the sg fixed point is not a minimum of L_P: the conservative field is not zero there
+    field = cj.vector_field(cj.projection_loss)
+    assert cj.residual_norm(field, out["steady"].state, data.matrix()) > 1e-3
+    assert rep["omega_max_eigenvalue"] == pytest.approx(BOUND, abs=1e-12)
+    assert [s["sector"] for s in rep["bias_sectors"]] == ["separated"] * (K - 1)
+
+
 def test_conservative_fixed_point_zero_modes(conservative_fixed_point):
     # W is invertible at the collapsed fixed point: the manifold has dimension d^2
     data, out = conservative_fixed_point
     assert out["w_rank"] == D
     assert out["zero_modes"] == out["zero_modes_predicted"] == D * D
     assert out["jacobian_max_real"] < 1e-7  # minus a Hessian at a minimum
+
+
+# --- long checks: `pytest -m slow` ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_plateau_start_escapes_to_the_separated_branch():
+    """(3,4,2,4) seed 0: a slow transient at t = 1e4 (max Re J ~ +3e-5), separated by 1e5."""
+    data, z0 = _state(K, N_PER, M_SH, D, seed=0)
+    out = cj.projection_fixed_point(data, z0, stop_gradient=True, t_max=1e5)
+    assert out["branch"] == "separated" and out["t_reached"] > 1e4
+    _check_separated(out, N_PER, M_SH, K)
+    assert _still(data, out) < 1e-8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("K2,n,M,d", [(3, 12, 2, 5), (4, 6, 5, 6), (2, 8, 3, 4)])
+def test_p2_p3_model_md_configurations(K2, n, M, d):
+    data = cj.standard_data(K2, n, M)
+    res = cj.classify_starts(data, d, range(4), stop_gradient=True, t_max=1e5)
+    assert sum(res["counts"].values()) == 4 and res["counts"]["separated"] >= 2
+    for run in res["runs"]:
+        assert np.isfinite(run["min_l2"]) and run["min_l2"] > 1e-3
+        if run["branch"] == "separated":
+            _check_separated(run, n, M, K2)
+            assert run["jacobian_max_real"] < 1e-7
+            pred = d * d + (data.n_samples - d) * (d - K2)
+            assert run["zero_modes"] == run["zero_modes_predicted"] == pred
+        elif run["status"] != "fixed-point":
+            assert run["residual_before_polish"] > 1e-8 or run["jacobian_max_real"] > 1e-7
