@@ -87,7 +87,7 @@ def _rel_error(J, J_fd):
 
 
 def test_jacobians_at_random_states_match_finite_differences_and_naive_one_does_not():
-    data, z = _state(3, 3, 2, 3, seed=4)
+    data, z = _state(K, N_PER, M_SH, D, seed=4)  # the fixture's shapes: compiled once
     A = data.matrix()
     cons = cj.vector_field(cj.projection_loss)
     sg = cj.vector_field(cj.projection_loss, stop_gradient=True)
@@ -190,12 +190,14 @@ def test_p2_separated_fixed_point_has_predicted_w_spectrum(sg_fixed_point):
     assert out["status"] == "fixed-point" and out["branch"] == "separated"
     _check_separated(out, N_PER, M_SH, K)
     assert out["residual_norm"] < 1e-13 and out["residual_norm"] <= out["residual_before_polish"]
-    assert _still(data, out) < 1e-8
+    z = out["steady"].state  # independent residual: the numpy loop field
+    ref = projection_field_reference(z.x, z.y, z.W, data.matrix(), stop_gradient=True)
+    assert np.sqrt(sum(np.sum(r**2) for r in ref)) < 1e-12
     # directions no label occupies are driven to eigenvalue 0 of W (d - K of them)
     np.testing.assert_allclose(out["w_eigenvalues_abs"][: D - K], 0.0, atol=1e-8)
 
 
-@pytest.mark.parametrize("K2,n,M,d,seeds", [(2, 5, 1, 3, (0, 1, 2)), (3, 4, 2, 4, (0, 2))])
+@pytest.mark.parametrize("K2,n,M,d,seeds", [(2, 5, 1, 3, (0, 1)), (3, 4, 2, 4, (0, 2))])
 def test_p2_starts_are_classified_and_counted(K2, n, M, d, seeds):
     data = cj.standard_data(K2, n, M)
     # t_max = 1e4: (3,4,2,4) seed 0 sits on a saddle plateau until t ~ 6e4 (measured), so it
