@@ -307,3 +307,22 @@ def test_p2_p3_model_md_configurations(K2, n, M, d):
             assert run["zero_modes"] == run["zero_modes_predicted"] == pred
         elif run["status"] != "fixed-point":
             assert run["residual_before_polish"] > 1e-8 or run["jacobian_max_real"] > 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("K2,n,M,d", [(4, 3, 1, 5), (2, 6, 3, 3), (3, 5, 0, 4)])
+def test_p1_more_configurations_and_seeds(K2, n, M, d):
+    data = cj.standard_data(K2, n, M)
+    ts = cj.log_times(1e-2, 3e3, 40)
+    bound = n / (n + M)
+    for seed in range(3):
+        z0 = cj.init_projection_state(jax.random.PRNGKey(seed), data.n_samples, K2, d)
+        sol = cj.simulate(cj.vector_field(cj.projection_loss), z0, data.matrix(), ts=ts)
+        assert sol.result == diffrax.RESULTS.successful
+        ml = np.array([min_l2_reference(y) for y in np.asarray(sol.ys.y)])
+        if M > 0:
+            assert ml[-1] < 1e-6 * ml[0]
+        else:
+            assert ml[-1] > 1e-3 and abs(ml[-1] - ml[-2]) < 1e-6 * ml[-1]
+        for W in np.asarray(sol.ys.W):
+            assert cj.omega_max_eigenvalue(W, n, M) <= bound + 1e-12
