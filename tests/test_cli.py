@@ -145,7 +145,7 @@ def test_spectrum_projection_json_versus_finite_differences(capsys):
 
 def test_simulate_projection_json(capsys):
     # Same shapes and tolerances as test_projection.py's P1 run, so the solve compiles once.
-    out = _run_json(capsys, "simulate", *PROJ, "--t1", "1000", "--points", "40")
+    out = _run_json(capsys, "simulate", *PROJ, "--t1", "200", "--points", "40")
     for key in ("t", "min_l2", "loss", "accuracy", "final_state_norm", "solver", "result"):
         assert key in out
     assert out["result"] == "successful" and out["stop_gradient"] is False
