@@ -313,11 +313,16 @@ def test_p2_p3_model_md_configurations(K2, n, M, d):
 @pytest.mark.parametrize("K2,n,M,d", [(4, 3, 1, 5), (2, 6, 3, 3), (3, 5, 0, 4)])
 def test_p1_more_configurations_and_seeds(K2, n, M, d):
     data = cj.standard_data(K2, n, M)
-    ts = cj.log_times(1e-2, 3e3, 40)
+    # M > 0: collapse is over by t ~ 100; integrating on to t = 3e3 at rtol 1e-12 ran out of
+    # 200k steps for (2, 6, 3, 3) (the collapsed state sits at round-off, the controller
+    # thrashes). M = 0 needs the long horizon to show the plateau.
+    ts = cj.log_times(1e-2, 3e3 if M == 0 else 500.0, 40)
     bound = n / (n + M)
     for seed in range(3):
         z0 = cj.init_projection_state(jax.random.PRNGKey(seed), data.n_samples, K2, d)
-        sol = cj.simulate(cj.vector_field(cj.projection_loss), z0, data.matrix(), ts=ts)
+        sol = cj.simulate(
+            cj.vector_field(cj.projection_loss), z0, data.matrix(), ts=ts, rtol=1e-10, atol=1e-12
+        )
         assert sol.result == diffrax.RESULTS.successful
         ml = np.array([min_l2_reference(y) for y in np.asarray(sol.ys.y)])
         if M > 0:
