@@ -331,3 +331,19 @@ def test_p1_more_configurations_and_seeds(K2, n, M, d):
             assert ml[-1] > 1e-3 and abs(ml[-1] - ml[-2]) < 1e-6 * ml[-1]
         for W in np.asarray(sol.ys.W):
             assert cj.omega_max_eigenvalue(W, n, M) <= bound + 1e-12
+
+
+def _double_well(t, z, args):
+    """`F = (z0 - z0^3, -z1)`: a saddle at the origin, stable fixed points at `(+-1, 0)`."""
+    return jnp.stack([z[0] - z[0] ** 3, -z[1]])
+
+
+def test_finder_leaves_a_saddle_instead_of_reporting_it():
+    z0 = jnp.zeros(2)  # exactly on the saddle: residual 0, eigenvalues +1 and -1
+    st = cj.find_steady_state(_double_well, z0, None, t1=50.0, t_max=500.0)
+    assert st.escapes == 1 and st.status == "fixed-point"
+    np.testing.assert_allclose(np.abs(np.asarray(st.state)), [1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(st.eigenvalues.real, [-2.0, -1.0], atol=1e-10)
+    # with no escapes allowed it must say "saddle", never "fixed-point"
+    stuck = cj.find_steady_state(_double_well, z0, None, t1=50.0, t_max=500.0, max_escapes=0)
+    assert stuck.status == "saddle" and stuck.max_real == pytest.approx(1.0)
