@@ -1,8 +1,10 @@
 """collapse_jax: the minimal model of representation collapse in JAX.
 
 Flow: data (alignment matrices) -> losses -> fields -> integrate -> metrics; closed forms in
-``exact``; Jacobian spectra in ``spectral``; collapse diagnostics of any embeddings in
-``diagnostics``. See ``MODEL.md`` (shared) for the mathematics.
+``exact``; Jacobian spectra in ``spectral``; steady states (integrate, polish, classify) in
+``steady``; the N-independent reduction in ``reduced`` and the self-consistent solver in
+``dmft``; sweeps in ``sweep``; collapse diagnostics of any embeddings in ``diagnostics``.
+See ``MODEL.md`` (shared) for the mathematics.
 """
 
 import os
@@ -16,12 +18,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from ._types import EmbeddingState as EmbeddingState
+from ._types import ProjectionState as ProjectionState
 from ._types import TeacherStudentState as TeacherStudentState
 from .data import StandardData as StandardData
 from .data import TeacherStudentData as TeacherStudentData
 from .data import TeacherStudentMoments as TeacherStudentMoments
 from .data import frustration_data as frustration_data
 from .data import init_embedding_state as init_embedding_state
+from .data import init_projection_state as init_projection_state
 from .data import init_teacher_student_state as init_teacher_student_state
 from .data import shared_from_frustration as shared_from_frustration
 from .data import standard_data as standard_data
@@ -66,6 +70,7 @@ from .integrate import simulate as simulate
 from .integrate import train as train
 from .losses import embedding_loss as embedding_loss
 from .losses import pair_sum as pair_sum
+from .losses import projection_loss as projection_loss
 from .losses import teacher_student_loss as teacher_student_loss
 from .losses import teacher_student_projection_loss as teacher_student_projection_loss
 from .metrics import binary_accuracy_scale_free as binary_accuracy_scale_free
@@ -74,6 +79,7 @@ from .metrics import embedding_metrics as embedding_metrics
 from .metrics import fit_slow_rate as fit_slow_rate
 from .metrics import min_l2 as min_l2
 from .metrics import nearest_label_accuracy as nearest_label_accuracy
+from .metrics import projection_metrics as projection_metrics
 from .metrics import teacher_student_metrics as teacher_student_metrics
 from .plots import teacher_student_figure as teacher_student_figure
 from .reduced import ReducedParams as ReducedParams
@@ -83,12 +89,25 @@ from .reduced import reduce_state as reduce_state
 from .reduced import reduced_field as reduced_field
 from .reduced import reduced_params as reduced_params
 from .spectral import asymmetry_norm as asymmetry_norm
+from .spectral import bias_sectors as bias_sectors
 from .spectral import eigenvalues as eigenvalues
 from .spectral import embedding_spectrum_report as embedding_spectrum_report
 from .spectral import finite_difference_jacobian as finite_difference_jacobian
+from .spectral import is_symmetric as is_symmetric
 from .spectral import jacobian as jacobian
+from .spectral import label_span_spectrum as label_span_spectrum
+from .spectral import omega as omega
+from .spectral import omega_max_eigenvalue as omega_max_eigenvalue
+from .spectral import projection_spectrum_report as projection_spectrum_report
 from .spectral import sector_basis as sector_basis
 from .spectral import sector_spectra as sector_spectra
+from .steady import BRANCHES as BRANCHES
+from .steady import SteadyState as SteadyState
+from .steady import classify_starts as classify_starts
+from .steady import find_steady_state as find_steady_state
+from .steady import polish as polish
+from .steady import projection_fixed_point as projection_fixed_point
+from .steady import residual_norm as residual_norm
 from .teacher_student import TeacherStudentConfig as TeacherStudentConfig
 from .teacher_student import run_teacher_student as run_teacher_student
 from .teacher_student import teacher_student_member as teacher_student_member

@@ -12,6 +12,7 @@ __all__ = [
     "EmbeddingState",
     "Alignment",
     "TeacherStudentState",
+    "ProjectionState",
 ]
 
 Scalar = Float[Array, ""]
@@ -43,3 +44,17 @@ class TeacherStudentState(NamedTuple):
     U: Float[Array, "student input"]
     y: Float[Array, "2 student"]
     W: Float[Array, "student student"] | None = None
+
+
+class ProjectionState(NamedTuple):
+    """State of the projection-head model (MODEL.md §3).
+
+    Attributes:
+        x: sample embeddings, shape `(N, d)`.
+        y: label embeddings, shape `(K, d)`.
+        W: the projection (predictor) acting on the data branch, shape `(d, d)`.
+    """
+
+    x: Float[Array, "samples dim"]
+    y: Float[Array, "classes dim"]
+    W: Float[Array, "dim dim"]

@@ -125,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("spectrum", help="Jacobian eigenvalues vs the closed-form predictions")
     _add_model_flags(sp)
+    _add_steady_flags(sp)
+
+    sf = sub.add_parser(
+        "fixed-point", help="projection model: run to a steady state and analyse it (P1-P3)"
+    )
+    _add_model_flags(sf)
+    sf.set_defaults(model="projection")
+    _add_steady_flags(sf)
+    sf.add_argument(
+        "--seeds",
+        type=_int_at_least("--seeds", 1),
+        default=1,
+        help="also classify this many starts (seeds --seed, --seed+1, ...) by branch "
+        "(default %(default)s: only --seed)",
+    )
 
     sm = sub.add_parser("simulate", help="integrate the gradient flow and record metrics")
     _add_model_flags(sm)
@@ -167,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_int_at_least("--max-steps", 1),
         default=200_000,
         help="solver step budget (default %(default)s)",
+    )
+    sm.add_argument(
+        "--figure",
+        default=None,
+        metavar="PATH",
+        help="projection model: also integrate the other field from the same start and write "
+        "a PNG comparing MinL2(t) and accuracy with and without stop-gradient",
     )
     sw = sub.add_parser("sweep", help="jit(vmap) over frustration ratios x seeds, sharded")
     _add_model_flags(sw)
@@ -282,6 +304,22 @@ def _frustration_range(text):
     return np.linspace(start, stop, count)
 
 
+def _add_steady_flags(p):
+    g = p.add_argument_group("steady state (projection model)")
+    g.add_argument(
+        "--horizon",
+        type=_positive_float("--horizon"),
+        default=1e3,
+        help="first integration horizon; later ones grow x10 (default %(default)s)",
+    )
+    g.add_argument(
+        "--t-max",
+        type=_positive_float("--t-max"),
+        default=1e5,
+        help="give up (report a slow transient or saddle) at this time (default %(default)s)",
+    )
+
+
 def _jsonable(obj):
     """NaN/inf become null (plain JSON numbers only); numpy scalars and arrays become Python."""
     if isinstance(obj, dict):
@@ -310,31 +348,32 @@ def _check_model(args):
         )
     if args.command == "dmft" and args.model != "projection":
         raise UsageError("dmft solves the projection model: use --model projection")
-    if args.model == "projection" and args.command not in ("dmft",):
-        raise UsageError(f"--model projection is not available for {args.command} in this version")
+    if args.command == "sweep" and args.model != "embedding":
+        raise UsageError(
+            "sweep runs the embedding model in this version (projection sweeps: issue 5)"
+        )
+    if args.command == "fixed-point" and args.model != "projection":
+        raise UsageError(
+            f"fixed-point analyses the projection model (MODEL.md §3), got --model {args.model}"
+        )
+    if getattr(args, "solver", None) == "exact" and args.model == "projection":
+        raise UsageError("--solver exact exists for the embedding model only")
+    if getattr(args, "figure", None) is not None and args.model != "projection":
+        raise UsageError("--figure compares stop-gradient runs: it needs --model projection")
+    if hasattr(args, "t_max") and args.horizon > args.t_max:
+        raise UsageError(f"--horizon must be <= --t-max={args.t_max}, got {args.horizon}")
 
 
-def _setup(args):
-    from .data import init_embedding_state, standard_data
+def _setup(args, seed=None):
+    from .data import init_embedding_state, init_projection_state, standard_data
 
     data = standard_data(args.classes, args.per_class, args.shared)
     import jax
 
-    state = init_embedding_state(
-        jax.random.PRNGKey(args.seed), data.n_samples, args.classes, args.dim
-    )
+    init = init_projection_state if args.model == "projection" else init_embedding_state
+    key = jax.random.PRNGKey(args.seed if seed is None else seed)
+    state = init(key, data.n_samples, args.classes, args.dim)
     return data, state
-
-
-def _projection_start(args):
-    """Default projection start (MODEL.md §1): x, y as the embedding model, W = I + 0.1 N(0,1)."""
-    import jax
-    import jax.numpy as jnp
-
-    data, state = _setup(args)
-    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)
-    W = jnp.eye(args.dim) + 0.1 * jax.random.normal(key, (args.dim, args.dim), state.x.dtype)
-    return data, state.x, state.y, W
 
 
 def _cmd_dmft(args, progress):
@@ -347,8 +386,8 @@ def _cmd_dmft(args, progress):
     from .metrics import min_l2
     from .reduced import reduce_state, reduced_field, reduced_params
 
-    data, x, y, W = _projection_start(args)
-    z0 = reduce_state(x, y, W, args.classes, args.per_class, data.shared_mask)
+    data, state = _setup(args)  # the projection start of MODEL.md §1
+    z0 = reduce_state(state.x, state.y, state.W, args.classes, args.per_class, data.shared_mask)
     p = reduced_params(data)
     if progress:
         print(f"dmft: windows of {args.window} up to t={args.t1} ...", file=sys.stderr)
@@ -399,22 +438,129 @@ def _cmd_dmft(args, progress):
     return out
 
 
-def _cmd_spectrum(args, progress):
-    from .fields import vector_field
-    from .losses import embedding_loss
-    from .spectral import embedding_spectrum_report
-
-    data, state = _setup(args)
-    report = embedding_spectrum_report(vector_field(embedding_loss), state, data)
-    report.update(
+def _model_info(args):
+    return dict(
         model=args.model,
-        stop_gradient=False,
+        stop_gradient=bool(args.stop_gradient),
         classes=args.classes,
         per_class=args.per_class,
         shared=args.shared,
         dim=args.dim,
         seed=args.seed,
     )
+
+
+def _progress_meter(progress):
+    import diffrax
+
+    return diffrax.TqdmProgressMeter() if progress else None
+
+
+def _fixed_point(args, progress, seed=None):
+    from .steady import projection_fixed_point
+
+    data, state = _setup(args, seed)
+    out = projection_fixed_point(
+        data,
+        state,
+        stop_gradient=args.stop_gradient,
+        t1=args.horizon,
+        t_max=args.t_max,
+        progress_meter=_progress_meter(progress),
+    )
+    return data, out
+
+
+def _cmd_fixed_point(args, progress):
+    data, out = _fixed_point(args, progress)
+    out.pop("steady")
+    if args.seeds > 1:
+        from .steady import BRANCHES
+
+        runs = [out]
+        for seed in range(args.seed + 1, args.seed + args.seeds):
+            other = _fixed_point(args, progress, seed)[1]
+            other.pop("steady")
+            runs.append(other)
+        counts = {b: sum(r["branch"] == b for r in runs) for b in BRANCHES}
+        out["branch_counts"] = counts
+        out["branch_fractions"] = {b: c / len(runs) for b, c in counts.items()}
+        out["runs"] = [
+            {
+                "seed": args.seed + k,
+                "branch": r["branch"],
+                "status": r["status"],
+                "min_l2": r["min_l2"],
+                "residual_norm": r["residual_norm"],
+                "jacobian_max_real": r["jacobian_max_real"],
+                "zero_modes": r["zero_modes"],
+                "t_reached": r["t_reached"],
+                "w_eigenvalues_abs": r["w_eigenvalues_abs"],
+            }
+            for k, r in enumerate(runs)
+        ]
+    out.update(_model_info(args), seeds=args.seeds)
+    return out
+
+
+def _projection_spectrum(args, progress):
+    """Spectrum at the steady state reached from --seed. No closed form exists for the whole
+    projection-model spectrum, so ``predicted`` is null and ``max_abs_error`` is the largest
+    entry of |J_autodiff - J_finite_differences| (central differences): the check that the
+    reported Jacobian is right (MODEL.md §3 trap). ``sectors`` holds W on the label span of a
+    separated stop-gradient fixed point, predicted {1, n/(n+M) (K-1 times)} (P2)."""
+    from .fields import vector_field
+    from .losses import projection_loss
+    from .spectral import finite_difference_jacobian, is_symmetric
+
+    data, out = _fixed_point(args, progress)
+    st = out.pop("steady")
+    field = vector_field(projection_loss, stop_gradient=args.stop_gradient)
+    J_fd = finite_difference_jacobian(field, st.state, data.matrix())
+    sectors = {}
+    if args.stop_gradient and out["branch"] == "separated":
+        n, M, K = args.per_class, args.shared, args.classes
+        sectors["W_on_label_span"] = {
+            "numeric": np.sort(out["label_span_w_eigenvalues"]),
+            "predicted": np.sort([1.0] + [n / (n + M)] * (K - 1)),
+        }
+    ev = st.eigenvalues
+    report = {
+        "numeric": ev.real,
+        "numeric_imag": ev.imag,
+        "predicted": None,
+        "max_abs_error": float(np.max(np.abs(st.jacobian - J_fd))),
+        "max_abs_error_reference": "central finite differences of the field",
+        "sectors": sectors,
+        "symmetric": is_symmetric(st.jacobian),
+        "asymmetry_norm": out["asymmetry_norm"],
+    }
+    for key in (
+        "status",
+        "branch",
+        "residual_norm",
+        "jacobian_max_real",
+        "zero_modes",
+        "n_variables",
+        "min_l2",
+        "w_eigenvalues_abs",
+        "t_reached",
+    ):
+        report[key] = out[key]
+    report.update(_model_info(args))
+    return report
+
+
+def _cmd_spectrum(args, progress):
+    from .fields import vector_field
+    from .losses import embedding_loss
+    from .spectral import embedding_spectrum_report
+
+    if args.model == "projection":
+        return _projection_spectrum(args, progress)
+    data, state = _setup(args)
+    report = embedding_spectrum_report(vector_field(embedding_loss), state, data)
+    report.update(_model_info(args))
     return report
 
 
@@ -444,6 +590,8 @@ def _cmd_simulate(args, progress):
     ts = log_times(args.t_min, args.t1, args.points)
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     atol = DEFAULT_ATOL if args.atol is None else args.atol
+    if args.model == "projection":
+        return _simulate_projection(args, progress, data, state, ts, rtol, atol)
     start = time.perf_counter()
     if args.solver == "exact":
         ys = exact_solution(state, data, ts)
@@ -625,13 +773,123 @@ def _cmd_diagnose(args, progress):
     if args.plot is not None:
         _spectrum_plot(args.plot, out)
         out["plot"] = args.plot
+
+
+def _simulate_projection(args, progress, data, state, ts, rtol, atol):
+    import diffrax
+    import jax
+
+    from .fields import vector_field
+    from .integrate import simulate
+    from .losses import projection_loss
+    from .metrics import fit_slow_rate, projection_metrics, roundoff_floor
+
+    solver = None if args.solver == "kvaerno5" else diffrax.Tsit5()
+
+    def run(stop_gradient):
+        start = time.perf_counter()
+        sol = simulate(
+            vector_field(projection_loss, stop_gradient=stop_gradient),
+            state,
+            data.matrix(),
+            ts=ts,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=args.max_steps,
+            progress_meter=_progress_meter(progress),
+        )
+        metrics = jax.vmap(lambda s: projection_metrics(s, data))(sol.ys)
+        return sol, {k: np.asarray(v) for k, v in metrics.items()}, time.perf_counter() - start
+
+    sol, metrics, seconds = run(args.stop_gradient)
+    ys = sol.ys
+    out = {
+        "t": np.asarray(ts),
+        "min_l2": metrics["min_l2"],
+        "loss": metrics["loss"],
+        "accuracy": metrics["accuracy"],
+        "accuracy_all": metrics["accuracy_all"],
+        "final_state_norm": float(np.sqrt(sum(np.sum(np.asarray(a)[-1] ** 2) for a in ys))),
+        "solver": args.solver,
+        "result": _result_name(sol.result),
+        "steps": int(sol.stats["num_steps"]),
+        "rtol": rtol,
+        "atol": atol,
+        "seconds": seconds,
+        "slow_rate_fit": fit_slow_rate(ts, metrics["min_l2"]),
+        "final_min_l2": float(metrics["min_l2"][-1]),
+        "final_w_eigenvalues_abs": np.sort(np.abs(np.linalg.eigvals(np.asarray(ys.W[-1])))),
+    }
+    out.update(_model_info(args))
+    if args.figure is not None:
+        from .plots import plot_projection_comparison
+
+        other_sol, other, other_seconds = run(not args.stop_gradient)
+        by_sg = {args.stop_gradient: metrics, not args.stop_gradient: other}
+        runs = {
+            "without stop-gradient (conservative)": by_sg[False],
+            "with stop-gradient": by_sg[True],
+        }
+        floor = float(roundoff_floor(ys.y[-1]))
+        title = (
+            f"projection model, K={args.classes}, n={args.per_class}, M={args.shared}, "
+            f"d={args.dim}, seed {args.seed}"
+        )
+        path = plot_projection_comparison(ts, runs, args.figure, title=title, bound=floor)
+        out["figure"] = str(path)
+        out["comparison"] = {
+            "stop_gradient": not args.stop_gradient,
+            "min_l2": other["min_l2"],
+            "accuracy": other["accuracy"],
+            "result": _result_name(other_sol.result),
+            "seconds": other_seconds,
+        }
     return out
 
 
 def _print_human(command, out):
     if command == "teacher-student":
         _print_teacher_student(out)
-    elif command == "spectrum":
+        return
+    if command == "fixed-point" or (command == "spectrum" and out.get("model") == "projection"):
+        print(
+            f"{out['status']} ({out['branch']}) at t={out['t_reached']:.4g}: residual "
+            f"{out['residual_norm']:.2e}, MinL2 {out['min_l2']:.6g}, max Re J "
+            f"{out['jacobian_max_real']:.2e}, zero modes {out['zero_modes']}"
+        )
+        print(f"|eig W| = {np.array2string(np.asarray(out['w_eigenvalues_abs']), precision=6)}")
+        if command == "fixed-point":
+            print(
+                f"n/(n+M) = {out['predicted_bias_eigenvalue']:.6g}; max eig Omega(W) = "
+                f"{out['omega_max_eigenvalue']:.6g} (bound {out['omega_bound']:.6g})"
+            )
+            for k, sec in enumerate(out["bias_sectors"]):
+                print(
+                    f"  bias direction {k}: spread {sec['spread']:.4g}, w = "
+                    f"{sec['w_rayleigh']:.6g} -> {sec['sector']}"
+                )
+            if "branch_counts" in out:
+                print(f"branches over {out['seeds']} starts: {out['branch_counts']}")
+        else:
+            print(
+                f"max |J - J_fd| = {out['max_abs_error']:.2e}   symmetric={out['symmetric']}   "
+                f"|J - J^T|_F = {out['asymmetry_norm']:.3e}"
+            )
+        return
+    if command == "simulate" and out.get("model") == "projection":
+        print(
+            f"solver={out['solver']} result={out['result']} steps={out['steps']} "
+            f"({out['seconds']:.2f} s), stop_gradient={out['stop_gradient']}"
+        )
+        print(
+            f"MinL2: {out['min_l2'][0]:.6g} at t={out['t'][0]:.3g} -> "
+            f"{out['final_min_l2']:.6g} at t={out['t'][-1]:.3g}"
+        )
+        if "figure" in out:
+            print(f"figure: {out['figure']}")
+        return
+    if command == "spectrum":
         print(
             f"max |numeric - predicted| = {out['max_abs_error']:.3e}   "
             f"symmetric={out['symmetric']}   |J - J^T|_F = {out['asymmetry_norm']:.3e}"
@@ -944,6 +1202,7 @@ COMMANDS = {
     "diagnose": _cmd_diagnose,
     "dmft": _cmd_dmft,
     "teacher-student": _cmd_teacher_student,
+    "fixed-point": _cmd_fixed_point,
 }
 
 

@@ -26,7 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._types import Alignment, Array, EmbeddingState, Float, PRNGKeyArray, TeacherStudentState
+from ._types import (
+    Alignment,
+    Array,
+    EmbeddingState,
+    Float,
+    PRNGKeyArray,
+    ProjectionState,
+    TeacherStudentState,
+)
 
 __all__ = [
     "StandardData",
@@ -38,6 +46,7 @@ __all__ = [
     "TeacherStudentMoments",
     "teacher_student_data",
     "init_teacher_student_state",
+    "init_projection_state",
 ]
 
 ShareRule = Literal["round", "spread"]
@@ -351,3 +360,18 @@ def init_teacher_student_state(
     y = jax.random.normal(ky, (2, p), dtype)
     W = jnp.eye(p, dtype=dtype) + 0.1 * jax.random.normal(kw, (p, p), dtype) if projection else None
     return TeacherStudentState(U, y, W)
+
+
+def init_projection_state(
+    key: PRNGKeyArray, n_samples: int, n_classes: int, dim: int
+) -> ProjectionState:
+    """Default initial state of the projection model (MODEL.md §1).
+
+    `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as :func:`init_embedding_state` draws them from
+    ``key`` (so both models start from the same embeddings for one seed), and
+    `W = I + 0.1 N(0, 1)` drawn from ``jax.random.fold_in(key, 1)``.
+    """
+    base = init_embedding_state(key, n_samples, n_classes, dim)
+    d = base.x.shape[-1]
+    noise = jax.random.normal(jax.random.fold_in(key, 1), (d, d), base.x.dtype)
+    return ProjectionState(base.x, base.y, jnp.eye(d, dtype=base.x.dtype) + 0.1 * noise)

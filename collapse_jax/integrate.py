@@ -76,6 +76,7 @@ def simulate(
     max_steps: int = 200_000,
     throw: bool = False,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
+    event: diffrax.Event | None = None,
 ) -> diffrax.Solution:
     """Integrate `dz/dt = field(t, z, args)` from ``state0`` at ``t0``.
 
@@ -93,6 +94,8 @@ def simulate(
             ``sol.result == diffrax.RESULTS.successful``) instead of raising, so one failing
             member of a ``vmap`` sweep does not sink its batch.
         progress_meter: e.g. ``diffrax.TqdmProgressMeter()`` (stderr).
+        event: a ``diffrax.Event``, e.g. ``Event(steady_state_event())`` to stop at a steady
+            state (see :mod:`collapse_jax.steady`).
 
     Returns:
         The ``diffrax.Solution`` (``ts``, ``ys``, ``result``, ``stats``).
@@ -119,6 +122,7 @@ def simulate(
         max_steps=max_steps,
         throw=throw,
         progress_meter=diffrax.NoProgressMeter() if progress_meter is None else progress_meter,
+        event=event,
     )
 
 

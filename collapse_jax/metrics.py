@@ -14,6 +14,7 @@ __all__ = [
     "roundoff_floor",
     "ROUNDOFF_FACTOR",
     "embedding_metrics",
+    "projection_metrics",
     "fit_slow_rate",
     "fit_fast_rate",
     "binary_accuracy_scale_free",
@@ -110,6 +111,25 @@ def _slow_fit(ts, values, floor=None):
         return float("nan"), float("nan"), float("nan")
     slope, intercept = np.polyfit(ts[window], np.log(v[window]), 1)
     return float(slope), float(intercept), float(t_last / 10)
+
+
+def projection_metrics(state, data) -> dict[str, Float[Array, ""]]:
+    """MinL2, loss and accuracies of one projection-model state (MODEL.md §1, §3).
+
+    Accuracy uses the prediction `yhat(x) = W x`. The loss is `L_P` (equal in value to
+    `L_P^sg`). `vmap` over a leading time axis of ``state`` for a trajectory.
+    """
+    from .losses import projection_loss
+
+    n_clean = data.n_classes * data.per_class
+    predictions = state.x[:n_clean] @ state.W.T
+    acc, acc_all = nearest_label_accuracy(predictions, state.y, data.per_class, data.shared_count)
+    return {
+        "min_l2": min_l2(state.y),
+        "loss": projection_loss(state, state, data.matrix()),
+        "accuracy": acc,
+        "accuracy_all": acc_all,
+    }
 
 
 def fit_slow_rate(ts, values, floor=None) -> float:

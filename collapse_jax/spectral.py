@@ -9,6 +9,7 @@ so that this is correct for stop-gradient fields too) and can be checked against
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,11 @@ __all__ = [
     "sector_basis",
     "sector_spectra",
     "embedding_spectrum_report",
+    "omega",
+    "omega_max_eigenvalue",
+    "label_span_spectrum",
+    "bias_sectors",
+    "projection_spectrum_report",
 ]
 
 
@@ -44,8 +50,21 @@ def jacobian(field, state, args) -> np.ndarray:
     The state pytree is flattened with ``jax.flatten_util.ravel_pytree`` (row-major leaves in
     pytree order; for the embedding model `[x.ravel(), y.ravel()]`).
     """
+    return np.asarray(_jacobian_jit(field, state, args), dtype=np.float64)
+
+
+@eqx.filter_jit
+def _jacobian_jit(field, state, args):
+    # Module-level and filter-jitted so repeated calls on one field/shape reuse the compile.
     f, flat = _flat_field(field, state, args)
-    return np.asarray(jax.jit(jax.jacfwd(f))(flat), dtype=np.float64)
+    return jax.jacfwd(f)(flat)
+
+
+@eqx.filter_jit
+def _central_differences(field, state, args, h):
+    f, flat = _flat_field(field, state, args)
+    E = h * jnp.eye(flat.size, dtype=flat.dtype)
+    return jax.vmap(lambda e: (f(flat + e) - f(flat - e)) / (2 * h))(E)
 
 
 def finite_difference_jacobian(field, state, args, step: float | None = None) -> np.ndarray:
@@ -55,8 +74,7 @@ def finite_difference_jacobian(field, state, args, step: float | None = None) ->
     f, flat = _flat_field(field, state, args)
     eps = float(jnp.finfo(flat.dtype).eps)
     h = step if step is not None else eps ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(flat))))
-    E = h * jnp.eye(flat.size, dtype=flat.dtype)
-    cols = jax.jit(jax.vmap(lambda e: (f(flat + e) - f(flat - e)) / (2 * h)))(E)
+    cols = _central_differences(field, state, args, jnp.asarray(h, flat.dtype))
     return np.asarray(cols, dtype=np.float64).T
 
 
@@ -198,3 +216,116 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
         "asymmetry_norm": asymmetry_norm(J),
         "sector_leakage": leak,
     }
+
+
+# --- projection model (MODEL.md §3) -------------------------------------------------------
+
+
+def omega(W, per_class: float, shared: float) -> np.ndarray:
+    """`Omega(W) = n / (2(n+M)) (I+W)(I+W^T W)^{-1}(I+W)^T` (MODEL.md §3, P1), host float64.
+
+    At a conservative fixed point the label bias obeys `(I - Omega) delta y_c = 0`; since
+    `(I+W)(I+W^T W)^{-1}(I+W)^T = [I I] P_G [I; I]` with `P_G` a projector,
+    `spec(Omega) ⊂ [0, n/(n+M)]`.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    eye = np.eye(W.shape[0])
+    core = (eye + W) @ np.linalg.solve(eye + W.T @ W, (eye + W).T)
+    return per_class / (2.0 * (per_class + shared)) * core
+
+
+def omega_max_eigenvalue(W, per_class: float, shared: float) -> float:
+    """Largest eigenvalue of :func:`omega` (symmetric; bound `n/(n+M)`)."""
+    om = omega(W, per_class, shared)
+    return float(np.linalg.eigvalsh(0.5 * (om + om.T))[-1])
+
+
+def label_span_spectrum(W, y) -> dict:
+    """`W` restricted to the label span `span{y_c}` (MODEL.md §3, P2).
+
+    With `Q` an orthonormal basis of `span{y_c}` (rank-revealing SVD of `y`), returns
+    ``eigenvalues`` of `Q^T W Q` (sorted by real part), ``rank`` and ``leakage``
+    `|W Q - Q Q^T W Q|_F` (zero when the label span is `W`-invariant, as at a fixed point).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    _, s, vt = np.linalg.svd(y, full_matrices=False)
+    rank = int(np.sum(s > 1e-10 * max(s[0], 1e-300)))
+    Q = vt[:rank].T
+    Wr = Q.T @ W @ Q
+    ev = np.linalg.eigvals(Wr)
+    return {
+        "eigenvalues": ev[np.argsort(ev.real)],
+        "rank": rank,
+        "leakage": float(np.linalg.norm(W @ Q - Q @ Wr)),
+    }
+
+
+def bias_sectors(W, y, per_class: float, shared: float, *, tol: float = 1e-6) -> list[dict]:
+    """For each class-bias direction, the `W`-sector it sits in (MODEL.md §3, P2).
+
+    The bias directions are the right singular vectors `v_k` of the centred labels
+    `y_c - ybar` (`K - 1` of them, spreads `sigma_k`). For each: the Rayleigh quotient
+    `w_k = v_k^T W v_k`, the eigen-residual `|W v_k - w_k v_k|`, and the sector:
+    ``"separated"`` if `|w_k - n/(n+M)| <= tol` and `sigma_k` is finite, ``"lost"`` if
+    `|w_k| <= tol` or `sigma_k <= tol` (the direction's separation is gone or going),
+    ``"other"`` otherwise (not at a fixed point of the separated type).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    yc = y - y.mean(axis=0)
+    _, s, vt = np.linalg.svd(yc, full_matrices=True)
+    target = per_class / (per_class + shared)
+    out = []
+    for k in range(y.shape[0] - 1):
+        sigma = float(s[k]) if k < s.size else 0.0
+        v = vt[k] if k < vt.shape[0] else np.zeros(W.shape[0])
+        w = float(v @ W @ v)
+        resid = float(np.linalg.norm(W @ v - w * v))
+        if sigma <= tol or abs(w) <= tol:
+            sector = "lost"
+        elif abs(w - target) <= tol and resid <= tol:
+            sector = "separated"
+        else:
+            sector = "other"
+        out.append({"spread": sigma, "w_rayleigh": w, "eigen_residual": resid, "sector": sector})
+    return out
+
+
+def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_tol=1e-6) -> dict:
+    """Spectral analysis of the projection model at one state (MODEL.md §3).
+
+    For both fields (``"conservative"``, ``"stop_gradient"``): Jacobian eigenvalues (real and
+    imaginary parts, sorted by real part), their largest real part, the number of zero modes
+    (`|lambda| <= zero_tol`), `|J - J^T|_F` and whether `J` is symmetric. For `W`: `|eig W|`
+    sorted, `max eig Omega(W)` with its bound `n/(n+M)`, `W` on the label span and the sector
+    of every bias direction (:func:`bias_sectors`).
+    """
+    from .fields import vector_field
+    from .losses import projection_loss
+
+    A = data.matrix()
+    n, M = data.per_class, float(data.shared_total)
+    out = {}
+    for name, sg in (("conservative", False), ("stop_gradient", True)):
+        J = jacobian(vector_field(projection_loss, stop_gradient=sg), state, A)
+        ev = eigenvalues(J)
+        out[name] = {
+            "real": ev.real,
+            "imag": ev.imag,
+            "max_real": float(ev.real.max()),
+            "zero_modes": int(np.sum(np.abs(ev) <= zero_tol)),
+            "asymmetry_norm": asymmetry_norm(J),
+            "symmetric": is_symmetric(J),
+        }
+    W, y = np.asarray(state.W), np.asarray(state.y)
+    span = label_span_spectrum(W, y)
+    out.update(
+        w_eigenvalues_abs=np.sort(np.abs(np.linalg.eigvals(W))),
+        omega_max_eigenvalue=omega_max_eigenvalue(W, n, M),
+        omega_bound=n / (n + M),
+        label_span_w_eigenvalues=span["eigenvalues"],
+        label_span_leakage=span["leakage"],
+        bias_sectors=bias_sectors(W, y, n, M, tol=sector_tol),
+    )
+    return out

@@ -40,3 +40,26 @@ def min_l2_reference(y):
             if a != b:
                 best = min(best, np.linalg.norm(y[a] - y[b]))
     return best
+
+
+def projection_field_reference(x, y, W, A, stop_gradient=False):
+    """`-grad L_P` (or the stop-gradient field) by loops over pairs, from MODEL.md §3.
+
+    `L_P = 1/2 sum A_ic [|W x_i - y_c|^2 + |y_c - x_i|^2]`. With stop-gradient, `y` is held in
+    the predictor term and `x` in the direct term, so those derivatives are dropped.
+    """
+    x, y, W, A = (np.asarray(a, dtype=np.float64) for a in (x, y, W, A))
+    dx = np.zeros_like(x)
+    dy = np.zeros_like(y)
+    dW = np.zeros_like(W)
+    for i in range(x.shape[0]):
+        for c in range(y.shape[0]):
+            a = A[i, c]
+            e = W @ x[i] - y[c]  # predictor residual
+            dx[i] -= a * (W.T @ e)
+            dW -= a * np.outer(e, x[i])
+            dy[c] -= a * (y[c] - x[i])  # direct term, live y
+            if not stop_gradient:
+                dy[c] += a * e  # predictor term, live y
+                dx[i] -= a * (x[i] - y[c])  # direct term, live x
+    return dx, dy, dW

@@ -188,3 +188,116 @@ def test_diagnose_bad_input_exits_2_with_one_line(capsys, tmp_path, make, extra,
     assert out == ""
     assert len(err.strip().splitlines()) == 1
     assert fragment in err, err
+
+
+# --- projection model (MODEL.md §3); K=3, n=4, M=2, d=4, seed 1 as in test_projection.py ---
+PROJ = ["--model", "projection", "--per-class", "4", "--dim", "4", "--seed", "1"]
+
+
+def test_fixed_point_json_contract_and_p2_values(capsys):
+    out = _run_json(capsys, "fixed-point", *PROJ, "--stop-gradient")
+    for key in (
+        "min_l2",
+        "residual_norm",
+        "w_eigenvalues_abs",
+        "predicted_bias_eigenvalue",
+        "omega_max_eigenvalue",
+        "omega_bound",
+        "jacobian_max_real",
+        "branch",
+        "zero_modes",
+        "t_reached",
+    ):
+        assert key in out
+    assert out["predicted_bias_eigenvalue"] == out["omega_bound"] == pytest.approx(4 / 6)
+    assert out["branch"] == "separated" and out["residual_norm"] < 1e-12
+    w = np.asarray(out["w_eigenvalues_abs"])
+    assert np.all(np.diff(w) >= 0)
+    np.testing.assert_allclose(w, [0.0, 4 / 6, 4 / 6, 1.0], atol=1e-8)
+    assert out["omega_max_eigenvalue"] <= out["omega_bound"] + 1e-12
+
+
+def test_spectrum_projection_json_versus_finite_differences(capsys):
+    out = _run_json(capsys, "spectrum", *PROJ, "--stop-gradient")
+    n_var = (3 * 4 + 2) * 4 + 3 * 4 + 16
+    assert len(out["numeric"]) == len(out["numeric_imag"]) == out["n_variables"] == n_var
+    assert out["predicted"] is None
+    assert np.all(np.diff(out["numeric"]) >= 0)
+    assert out["max_abs_error"] < 1e-6 * np.max(np.abs(out["numeric"]))
+    assert out["symmetric"] is False and out["asymmetry_norm"] > 1.0
+    assert max(out["numeric"]) < 1e-7
+    sec = out["sectors"]["W_on_label_span"]
+    np.testing.assert_allclose(sec["numeric"], sec["predicted"], atol=1e-6)
+
+
+def test_simulate_projection_json(capsys):
+    # Same shapes and tolerances as test_projection.py's P1 run, so the solve compiles once.
+    out = _run_json(capsys, "simulate", *PROJ, "--t1", "200", "--points", "40")
+    for key in ("t", "min_l2", "loss", "accuracy", "final_state_norm", "solver", "result"):
+        assert key in out
+    assert out["result"] == "successful" and out["stop_gradient"] is False
+    ml = np.asarray(out["min_l2"])
+    assert len(ml) == 40 and ml[-1] < 1e-6 * ml[0]  # P1: M > 0 collapses
+    acc = np.asarray(out["accuracy"], dtype=float)  # null (NaN) once MinL2 is round-off
+    assert np.isnan(acc[-1]) and np.nanmax(acc) == 1.0
+
+
+def test_figure_function_writes_a_png(tmp_path):
+    from collapse_jax.plots import plot_projection_comparison
+
+    ts = np.logspace(-2, 3, 50)
+    runs = {
+        "without stop-gradient": {"min_l2": np.exp(-ts / 10), "accuracy": np.ones(50)},
+        "with stop-gradient": {"min_l2": 1 + 0 * ts, "accuracy": np.full(50, np.nan)},
+    }
+    path = plot_projection_comparison(ts, runs, tmp_path / "sub" / "f.png", title="t", bound=1e-12)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_simulate_projection_with_comparison_figure(capsys, tmp_path):
+    fig = tmp_path / "cmp.png"
+    out = _run_json(
+        capsys,
+        "simulate",
+        *PROJ,
+        "--stop-gradient",
+        "--t1",
+        "100",
+        "--points",
+        "30",
+        "--rtol",
+        "1e-8",
+        "--atol",
+        "1e-10",
+        "--figure",
+        str(fig),
+    )
+    for key in ("t", "min_l2", "loss", "accuracy", "final_state_norm", "solver", "result"):
+        assert key in out
+    assert out["result"] == "successful" and len(out["accuracy"]) == 30
+    assert out["figure"] == str(fig) and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.stat().st_size > 20_000
+    # with stop-gradient separation survives; without it MinL2 collapses (M > 0)
+    assert out["final_min_l2"] > 0.1
+    assert out["comparison"]["stop_gradient"] is False
+    assert out["comparison"]["min_l2"][-1] < 1e-6 * out["comparison"]["min_l2"][0]
+    assert out["accuracy"][-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["simulate", "--stop-gradient"], "--stop-gradient needs --model projection"),
+        (["fixed-point", "--model", "embedding"], "fixed-point analyses the projection model"),
+        (["simulate", "--model", "projection", "--solver", "exact"], "--solver exact exists"),
+        (["simulate", "--figure", "x.png"], "--figure compares stop-gradient runs"),
+        (["fixed-point", "--horizon", "10", "--t-max", "5"], "--horizon must be <= --t-max"),
+        (["fixed-point", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+    ],
+)
+def test_projection_bad_input_exits_2_with_one_line(capsys, argv, fragment):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert fragment in err

@@ -1,0 +1,18 @@
+"""Projection-head model (MODEL.md §3)."""
+
+from .._types import Alignment, ProjectionState, Scalar
+from ._pairs import pair_sum
+
+
+def projection_loss(state: ProjectionState, held: ProjectionState, A: Alignment) -> Scalar:
+    """`L_P = 1/2 sum_ic A_ic [ |W x_i - h.y_c|^2 + |y_c - h.x_i|^2 ]` (MODEL.md §3).
+
+    With ``held = state`` this is `L_P(x, y, W)` and its gradient the conservative field; with
+    ``held`` frozen it is `L_P^sg` (same value), whose first-slot gradient is the stop-gradient
+    field `F_sg` (see :mod:`collapse_jax.fields`). Both pair sums use the expanded form
+    (:func:`~collapse_jax.losses.pair_sum`), cost `O(N d (d + K))`, for any `A` and any `d`.
+    """
+    # Held: the label targets of the predictor term and the sample targets of the direct term.
+    predictor = pair_sum(A, state.x @ state.W.T, held.y)
+    direct = pair_sum(A, held.x, state.y)
+    return 0.5 * (predictor + direct)
