@@ -773,6 +773,7 @@ def _cmd_diagnose(args, progress):
     if args.plot is not None:
         _spectrum_plot(args.plot, out)
         out["plot"] = args.plot
+    return out
 
 
 def _simulate_projection(args, progress, data, state, ts, rtol, atol):
