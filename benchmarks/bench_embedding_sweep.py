@@ -57,8 +57,9 @@ def scipy_member(phi, seed, ts, method, rtol, atol):
     jac = -sp.kron(H, sp.eye(D), format="csc")
     if method in ("BDF", "Radau"):
         kw = {"jac": jac}
-    elif method == "LSODA":  # LSODA takes a dense Jacobian only
-        kw = {"jac": jac.toarray()}
+    elif method == "LSODA":  # LSODA takes a dense Jacobian, and only from a callable
+        dense = jac.toarray()
+        kw = {"jac": lambda t, v: dense}
     else:
         kw = {}
     start = time.perf_counter()

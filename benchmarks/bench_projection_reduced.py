@@ -4,7 +4,7 @@ Problem of MODEL.md §6 / issue 4: K=5, n=40, M in 0..10, d=8, t1=200, rtol=1e-6
 integrates the exact order-parameter reduction (``collapse_jax.reduced``) for 16 members in one
 ``jit(vmap)`` call; scipy ``solve_ivp`` (RK45) integrates the full model (N x d samples) member
 by member with a hand-written numpy field, as a researcher would. Also: cost of one reduced
-solve against n (10 .. 1e6), explicit (Tsit5) and implicit (Kvaerno5). Compile time is
+solve to t=20 against n (10 .. 1e6), explicit (Tsit5) and implicit (Kvaerno5). Compile time is
 reported apart; OpenBLAS runs single-threaded (see collapse_jax/__init__.py).
 
     .venv/bin/python benchmarks/bench_projection_reduced.py [--scipy-members 2] [--out FILE]
@@ -47,7 +47,7 @@ def start(M, seed, n=N_PER):
     return data, x, y, W
 
 
-def reduced_member(M, seed, n, solver, ts):
+def reduced_member(M, seed, n, solver, ts, t1=T1):
     data, x, y, W = start(M, seed, n)
     z0 = reduce_state(x, y, W, K, n, data.shared_mask)
     p = ReducedParams(jnp.asarray(float(n)), jnp.asarray(M), jnp.asarray(1.0))
@@ -116,7 +116,8 @@ def main():
     ts = jnp.array([1.0, 10.0, 50.0, 200.0])
     seeds = jnp.arange(len(MS))
     record = {}
-    for name, solver in [("Tsit5", diffrax.Tsit5()), ("Kvaerno5", diffrax.Kvaerno5())]:
+    # Kvaerno5 under vmap did not finish in 12 minutes here (single member: 3888 steps, 16 s)
+    for name, solver in [("Tsit5", diffrax.Tsit5())]:
         fn = jax.vmap(lambda M, s, solver=solver: reduced_member(M, s, N_PER, solver, ts))
         (ml, steps, res), comp, run = timed(fn, jnp.asarray(MS), seeds)
         record[name] = {
@@ -145,17 +146,20 @@ def main():
             flush=True,
         )
     scipy_per = float(np.mean(scipy_times))
-    best = min(("Tsit5", "Kvaerno5"), key=lambda m: record[m]["seconds_per_member"])
+    best = min(record, key=lambda m: record[m]["seconds_per_member"])
     speedup = scipy_per / record[best]["seconds_per_member"]
     print(f"speedup per member, reduced {best} vs scipy RK45 full: {speedup:.1f}x")
     scaling = []
+    ts_short = jnp.array([1.0, 20.0])
     for n in (10, 1000, 100_000, 1_000_000):
         row = {"n": n}
         for name, solver in [("Tsit5", diffrax.Tsit5()), ("Kvaerno5", diffrax.Kvaerno5())]:
-            if name == "Tsit5" and n > 100_000:
+            if name == "Tsit5" and n > 1000:
                 row[name] = None  # explicit steps grow with n (stiffness): ~n * t1
                 continue
-            fn = lambda M, s, n=n, solver=solver: reduced_member(M, s, n, solver, ts)  # noqa: E731
+            fn = lambda M, s, n=n, solver=solver: reduced_member(  # noqa: E731
+                M, s, n, solver, ts_short, 20.0
+            )
             (ml, steps, res), comp, run = timed(fn, jnp.asarray(3.0), jnp.asarray(0))
             row[name] = {"run_seconds": run, "steps": int(steps), "result": int(res)}
         scaling.append(row)
