@@ -115,6 +115,25 @@ def _add_model_flags(p):
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_time_flags(p, t1: float):
+    """``--t1``, ``--t-min``, ``--points``: the log-spaced save grid of a run."""
+    p.add_argument(
+        "--t1", type=_positive_float("--t1"), default=t1, help="end time (default %(default)s)"
+    )
+    p.add_argument(
+        "--t-min",
+        type=_positive_float("--t-min"),
+        default=1e-2,
+        help="first save time (default %(default)s)",
+    )
+    p.add_argument(
+        "--points",
+        type=_int_at_least("--points", 2),
+        default=100,
+        help="log-spaced save times in [t-min, t1] (default %(default)s)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -143,21 +162,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("simulate", help="integrate the gradient flow and record metrics")
     _add_model_flags(sm)
-    sm.add_argument(
-        "--t1", type=_positive_float("--t1"), default=1e3, help="end time (default %(default)s)"
-    )
-    sm.add_argument(
-        "--t-min",
-        type=_positive_float("--t-min"),
-        default=1e-2,
-        help="first save time (default %(default)s)",
-    )
-    sm.add_argument(
-        "--points",
-        type=_int_at_least("--points", 2),
-        default=100,
-        help="log-spaced save times in [t-min, t1] (default %(default)s)",
-    )
+    _add_time_flags(sm, 1e3)
     sm.add_argument(
         "--solver",
         choices=["kvaerno5", "tsit5", "exact"],
@@ -217,21 +222,7 @@ def _parser() -> argparse.ArgumentParser:
         default="round",
         help="how a ratio becomes shared rows (default %(default)s)",
     )
-    sw.add_argument(
-        "--t1", type=_positive_float("--t1"), default=1e3, help="end time (default %(default)s)"
-    )
-    sw.add_argument(
-        "--t-min",
-        type=_positive_float("--t-min"),
-        default=1e-2,
-        help="first save time (default %(default)s)",
-    )
-    sw.add_argument(
-        "--points",
-        type=_int_at_least("--points", 2),
-        default=100,
-        help="log-spaced save times (default %(default)s)",
-    )
+    _add_time_flags(sw, 1e3)
 
     sd = sub.add_parser("diagnose", help="collapse diagnostics of an embeddings file (MODEL.md §5)")
     sd.add_argument("file", help="embeddings, .npy (N x D) or .npz (with --key)")
@@ -431,7 +422,7 @@ def _cmd_dmft(args, progress):
             max_abs_difference_w=d_w,
             max_abs_difference_min_l2=d_m,
             direct_seconds=time.perf_counter() - start,
-            direct_result=_result_name(direct.result),
+            direct_result=result_name(direct.result),
         )
     else:
         out.update(max_abs_difference=float("nan"))
@@ -564,16 +555,6 @@ def _cmd_spectrum(args, progress):
     return report
 
 
-def _result_name(result) -> str:
-    import diffrax
-
-    value = int(np.asarray(result._value))
-    for name, item in diffrax.RESULTS._name_to_item.items():
-        if int(item._value) == value:
-            return name
-    return str(value)
-
-
 def _cmd_simulate(args, progress):
     import diffrax
     import jax
@@ -609,7 +590,7 @@ def _cmd_simulate(args, progress):
             max_steps=args.max_steps,
             progress_meter=diffrax.TqdmProgressMeter() if progress else None,
         )
-        ys, result, steps = sol.ys, _result_name(sol.result), int(sol.stats["num_steps"])
+        ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
     metrics = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
     seconds = time.perf_counter() - start
     reference = np.asarray(exact_min_l2(state, data, ts))
@@ -813,7 +794,7 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
         "accuracy_all": metrics["accuracy_all"],
         "final_state_norm": float(np.sqrt(sum(np.sum(np.asarray(a)[-1] ** 2) for a in ys))),
         "solver": args.solver,
-        "result": _result_name(sol.result),
+        "result": result_name(sol.result),
         "steps": int(sol.stats["num_steps"]),
         "rtol": rtol,
         "atol": atol,
@@ -843,7 +824,7 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
             "stop_gradient": not args.stop_gradient,
             "min_l2": other["min_l2"],
             "accuracy": other["accuracy"],
-            "result": _result_name(other_sol.result),
+            "result": result_name(other_sol.result),
             "seconds": other_seconds,
         }
     return out
@@ -1096,21 +1077,7 @@ def _add_teacher_student_parser(sub):
         "--noise", type=_positive_float("--noise"), default=1.0, help="sigma (default 1)"
     )
     r = tp.add_argument_group("run")
-    r.add_argument(
-        "--t1", type=_positive_float("--t1"), default=400.0, help="end time (default %(default)s)"
-    )
-    r.add_argument(
-        "--t-min",
-        type=_positive_float("--t-min"),
-        default=1e-2,
-        help="first save time (default %(default)s)",
-    )
-    r.add_argument(
-        "--points",
-        type=_int_at_least("--points", 2),
-        default=100,
-        help="log-spaced save times in [t-min, t1] (default %(default)s)",
-    )
+    _add_time_flags(r, 400.0)
     r.add_argument(
         "--solver",
         choices=["tsit5", "kvaerno5"],
@@ -1205,6 +1172,12 @@ COMMANDS = {
     "teacher-student": _cmd_teacher_student,
     "fixed-point": _cmd_fixed_point,
 }
+
+
+def result_name(result) -> str:
+    from .integrate import result_name as name
+
+    return name(result)
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from .fields import VectorField, training_loss
 
 __all__ = [
+    "result_name",
     "log_times",
     "simulate",
     "default_solver",
@@ -40,6 +41,15 @@ def default_solver(rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> di
     controller's own tolerance near float64 round-off only causes rejected steps.
     """
     return diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=100 * rtol, atol=10 * atol))
+
+
+def result_name(result) -> str:
+    """The name of a (scalar) diffrax result code, e.g. ``"successful"``."""
+    value = int(np.asarray(result._value))
+    for name, item in diffrax.RESULTS._name_to_item.items():
+        if int(item._value) == value:
+            return name
+    return str(value)
 
 
 def log_times(t_min: float, t_max: float, count: int) -> jnp.ndarray:

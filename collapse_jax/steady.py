@@ -36,7 +36,7 @@ import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
-from .integrate import simulate
+from .integrate import result_name, simulate
 from .spectral import (
     asymmetry_norm,
     bias_sectors,
@@ -135,14 +135,6 @@ def _polish_jit(field, state, args, rtol, atol, max_steps, rcond):
     return unravel(sol.value), sol
 
 
-def _result_name(result) -> str:
-    value = int(np.asarray(result._value))
-    for name, item in diffrax.RESULTS._name_to_item.items():
-        if int(item._value) == value:
-            return name
-    return str(value)
-
-
 def find_steady_state(
     field,
     state0,
@@ -206,7 +198,7 @@ def find_steady_state(
         )
         segments += 1
         steps += int(sol.stats["num_steps"])
-        result = _result_name(sol.result)
+        result = result_name(sol.result)
         z = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
         t = float(sol.ts[-1])
         before = residual_norm(field, z, args)
