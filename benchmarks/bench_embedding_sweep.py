@@ -14,7 +14,6 @@ start. Compile time is reported apart from run time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -27,8 +26,10 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+from _record import save_record  # noqa: E402
+
 import collapse_jax as cj  # noqa: E402
-from collapse_jax.sweep import embedding_sweep, environment  # noqa: E402
+from collapse_jax.sweep import embedding_sweep  # noqa: E402
 
 K, N_PER, D = 5, 40, 8
 PHIS = np.linspace(0.0, 0.5, 64)
@@ -148,13 +149,8 @@ def main():
         "scipy": records,
         "best_scipy": best,
         "speedup_vs_best_scipy": records[best]["seconds_per_member"] / jax_per_member,
-        "environment": environment(),
-        "cpu_count": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(out, fh, indent=2)
+    save_record(out, args.out)
     print(f"best scipy method: {best}; speedup {out['speedup_vs_best_scipy']:,.0f}x -> {args.out}")
 
 

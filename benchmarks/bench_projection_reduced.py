@@ -13,7 +13,6 @@ reported apart; OpenBLAS runs single-threaded (see collapse_jax/__init__.py).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -23,11 +22,11 @@ import diffrax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _record import save_record  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
 from collapse_jax.reduced import ReducedParams, reduce_state, reduced_field  # noqa: E402
-from collapse_jax.sweep import environment  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 K, N_PER, D, T1, RTOL = 5, 40, 8, 200.0, 1e-6
@@ -180,13 +179,8 @@ def main():
         "speedup_per_member": speedup,
         "best_reduced_solver": best,
         "n_scaling": scaling,
-        "environment": environment(),
-        "cpu_count": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(out, fh, indent=2)
+    save_record(out, args.out)
     print(f"-> {args.out}")
 
 

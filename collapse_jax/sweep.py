@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from typing import Literal, NamedTuple
 
@@ -276,6 +277,7 @@ def environment() -> dict:
         "processor": platform.processor() or platform.machine(),
         "devices": [str(d) for d in jax.devices()],
         "process_count": jax.process_count(),
+        "cpu_count": os.cpu_count(),
         "x64": bool(jax.config.jax_enable_x64),
     }
 
