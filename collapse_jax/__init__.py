@@ -82,6 +82,8 @@ from .metrics import nearest_label_accuracy as nearest_label_accuracy
 from .metrics import projection_metrics as projection_metrics
 from .metrics import teacher_student_metrics as teacher_student_metrics
 from .plots import teacher_student_figure as teacher_student_figure
+from .projection import ProjectionRun as ProjectionRun
+from .projection import simulate_projection as simulate_projection
 from .reduced import ReducedParams as ReducedParams
 from .reduced import ReducedState as ReducedState
 from .reduced import moment_loss as moment_loss

@@ -91,7 +91,8 @@ def simulate(
     """Integrate `dz/dt = field(t, z, args)` from ``state0`` at ``t0``.
 
     Args:
-        field: a :class:`~collapse_jax.fields.VectorField` (any diffrax-shaped callable works).
+        field: a :class:`~collapse_jax.fields.VectorField` (any diffrax-shaped callable works),
+            or a diffrax term (e.g. the ``MultiTerm`` of an IMEX split) passed as it is.
         state0: initial state pytree.
         args: passed to the field (the alignment matrix for the minimal models).
         ts: save times; default 100 log-spaced times in `[1e-2, t1]` (`t1` default 1e3).
@@ -119,8 +120,9 @@ def simulate(
     if stepsize_controller is None:
         stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
     saveat = diffrax.SaveAt(ts=ts) if saveat is None else saveat
+    term = field if isinstance(field, diffrax.AbstractTerm) else diffrax.ODETerm(field)
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
+        term,
         solver,
         t0=t0,
         t1=t1,

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 
 from ._types import Array, Float
 
@@ -48,11 +49,20 @@ __all__ = [
     "reduced_field",
     "reduce_state",
     "reduced_params",
+    "lift_state",
 ]
 
 
 class ReducedState(NamedTuple):
-    """Order parameters of the projection model (MODEL.md §3, exact reduction)."""
+    """Order parameters of the projection model (MODEL.md §3, exact reduction).
+
+    ``P`` and ``PS`` are optional (``None`` = absent): the propagators of the within-group
+    deviations, `dP/dt = -Q P`, `P(0) = I`, with the group's `Q` (see the module docstring).
+    Every sample of a group moves as `x_i(t) = xbar(t) + P(t) (x_i(0) - xbar(0))`, so with them
+    the reduced solution lifts back to the full state exactly (:func:`lift_state`): sample
+    level metrics (accuracy, loss) and the full Jacobian of a fixed point come at the cost of
+    `2 d^2` more numbers, still independent of ``n``.
+    """
 
     xbar: Float[Array, "classes dim"]
     xs: Float[Array, " dim"]
@@ -60,6 +70,8 @@ class ReducedState(NamedTuple):
     W: Float[Array, "dim dim"]
     C: Float[Array, "dim dim"]
     CS: Float[Array, "dim dim"]
+    P: Float[Array, "dim dim"] | None = None
+    PS: Float[Array, "dim dim"] | None = None
 
 
 class ReducedParams(NamedTuple):
@@ -109,6 +121,7 @@ class ReducedField(eqx.Module):
         else:
             g = jax.grad(lambda s: moment_loss(s, s, p))(z)
         m_shared = jnp.maximum(p.m, 1.0)  # no shared samples: dL/dxs = 0 anyway
+        lifted = z.P is not None
         return ReducedState(
             xbar=-g.xbar / p.n,
             xs=-g.xs / m_shared,
@@ -116,7 +129,64 @@ class ReducedField(eqx.Module):
             W=-g.W,
             C=-(2.0 / p.n) * _sym(g.C @ z.C),
             CS=-(2.0 / m_shared) * _sym(g.CS @ z.CS),
+            # deviation propagators: dP/dt = -Q P with Q = (2/m_g) dL/dC
+            P=-(2.0 / p.n) * g.C @ z.P if lifted else None,
+            PS=-(2.0 / m_shared) * g.CS @ z.PS if lifted else None,
         )
+
+    # -- IMEX split (fast: y, W; slow: means and covariances) ----------------------------
+
+    def explicit(self, t, z: ReducedState, p: ReducedParams) -> ReducedState:
+        """The slow part of the field: means and covariances (`y`, `W` components zero)."""
+        f = self(t, z, p)
+        return f._replace(y=jnp.zeros_like(z.y), W=jnp.zeros_like(z.W))
+
+    def implicit(self, t, z: ReducedState, p: ReducedParams) -> ReducedState:
+        """The fast part of the field: the `y` and `W` components (others zero)."""
+        f = self(t, z, p)
+        slow = jax.tree.map(jnp.zeros_like, f._replace(y=None, W=None))
+        return slow._replace(y=f.y, W=f.W)
+
+    def stage_solve(self, t, r: ReducedState, eta, p: ReducedParams) -> ReducedState:
+        """Exact solution `U` of `U = r + eta * implicit(U)` (the IMEX stage equation).
+
+        :meth:`implicit` is affine in `(y, W)` with the slow variables fixed, so the stage
+        is a linear solve. With `a = n + M`, `u_c = n xbar_c + M xbar_S` (rows of ``u``) and
+        `S = n (C + sum_c xbar_c xbar_c^T) + K M (C_S + xbar_S xbar_S^T)`, the loss gives
+        `dL/dW = W S - y^T u` in both variants and
+
+        * stop-gradient: `dL/dy_c = a y_c - u_c`, so `y = (r_y + eta u) / (1 + eta a)`,
+          then `W (I + eta S) = r_W + eta y^T u`;
+        * conservative: `dL/dy_c = 2 a y_c - (I + W) u_c`, so `y = alpha + beta u W^T`
+          with `alpha = (r_y + eta u) / (1 + 2 eta a)`, `beta = eta / (1 + 2 eta a)`, and
+          `W (I + eta S - eta beta u^T u) = r_W + eta alpha^T u`.
+
+        Both matrices are symmetric positive definite (`u^T u <= a S` by Cauchy--Schwarz,
+        so the second is `>= I + eta S / 2`): one `d x d` Cholesky solve, whatever `n`.
+        The tests check the residual of the stage equation against :meth:`implicit`, i.e.
+        against ``jax.grad`` of :func:`moment_loss`.
+        """
+        del t
+        K, d = r.y.shape
+        n, M = p.n, p.w * p.m
+        a = n + M
+        u = n * r.xbar + M * r.xs[None, :]
+        S = n * (r.C + r.xbar.T @ r.xbar) + K * M * (r.CS + jnp.outer(r.xs, r.xs))
+        eye = jnp.eye(d, dtype=r.W.dtype)
+        if self.stop_gradient:
+            y = (r.y + eta * u) / (1.0 + eta * a)
+            P = eye + eta * S
+            rhs = r.W + eta * y.T @ u
+        else:
+            alpha = (r.y + eta * u) / (1.0 + 2.0 * eta * a)
+            beta = eta / (1.0 + 2.0 * eta * a)
+            P = eye + eta * S - eta * beta * u.T @ u
+            rhs = r.W + eta * alpha.T @ u
+        cho = jax.scipy.linalg.cho_factor(P)
+        W = jax.scipy.linalg.cho_solve(cho, rhs.T).T  # W P = rhs, P symmetric
+        if not self.stop_gradient:
+            y = alpha + beta * u @ W.T
+        return r._replace(y=y, W=W)
 
 
 def reduced_field(*, stop_gradient: bool = False) -> ReducedField:
@@ -124,11 +194,14 @@ def reduced_field(*, stop_gradient: bool = False) -> ReducedField:
     return ReducedField(bool(stop_gradient))
 
 
-def reduce_state(x, y, W, n_classes: int, per_class: int, shared_mask) -> ReducedState:
+def reduce_state(
+    x, y, W, n_classes: int, per_class: int, shared_mask, *, lift: bool = False
+) -> ReducedState:
     """Order parameters of a full state `(x, y, W)` of the standard data set.
 
     Covariances are `1/n sum (x_i - xbar)(x_i - xbar)^T` (population), summed over classes;
-    ``shared_mask`` selects the active shared rows.
+    ``shared_mask`` selects the active shared rows. ``lift=True`` adds the deviation
+    propagators `P = PS = I` (a start state for :func:`lift_state`).
     """
     K, n = n_classes, per_class
     d = x.shape[-1]
@@ -142,7 +215,28 @@ def reduce_state(x, y, W, n_classes: int, per_class: int, shared_mask) -> Reduce
     xs = jnp.sum(mask[:, None] * xsh, axis=0) / jnp.maximum(m, 1.0)
     ds = (xsh - xs) * mask[:, None]
     CS = ds.T @ ds / jnp.maximum(m, 1.0)
-    return ReducedState(xbar, xs, y, W, C, CS)
+    eye = jnp.eye(d, dtype=x.dtype) if lift else None
+    return ReducedState(xbar, xs, y, W, C, CS, eye, eye)
+
+
+def lift_state(z: ReducedState, x0, n_classes: int, per_class: int, shared_mask):
+    """The full sample embeddings `x(t)` from a lifted reduced state and the start ``x0``.
+
+    `x_i(t) = xbar_g(t) + P_g(t) (x_i(0) - xbar_g(0))` for every sample of group `g` (a class,
+    or the active shared rows); inactive shared rows feel no force and keep `x_i(0)`. Exact
+    for the flow (to the integration tolerance); ``z`` must carry ``P``, ``PS``.
+    """
+    if z.P is None:
+        raise ValueError("lift_state needs a lifted ReducedState (reduce_state(..., lift=True))")
+    K, n = n_classes, per_class
+    z0 = reduce_state(x0, z.y, z.W, K, n, shared_mask)
+    d = x0.shape[-1]
+    xc0 = x0[: K * n].reshape(K, n, d)
+    xc = z.xbar[:, None, :] + (xc0 - z0.xbar[:, None, :]) @ z.P.T
+    xsh0 = x0[K * n :]
+    mask = jnp.asarray(shared_mask, x0.dtype)[:, None] > 0
+    xsh = jnp.where(mask, z.xs + (xsh0 - z0.xs) @ z.PS.T, xsh0)
+    return jnp.concatenate([xc.reshape(K * n, d), xsh], axis=0)
 
 
 def reduced_params(data) -> ReducedParams:

@@ -1,0 +1,125 @@
+"""An IMEX Runge--Kutta solver for diffrax whose implicit part is solved exactly.
+
+The fast parts of the projection model (the relaxations of `W` and `y`, MODEL.md §6) are
+affine in the fast variables once the slow ones are fixed. Diffrax's
+:class:`diffrax.KenCarp4` treats such a split with a Newton (chord) iteration on a dense
+Jacobian of the whole state, which costs more than the model itself (issue 4 measured: no
+finish within 400 s). :class:`StageSolveKenCarp4` runs the same Kennedy--Carpenter
+ARK4(3)6L[2]SA tableaux, taken from :class:`diffrax.KenCarp4` itself, but asks the caller
+for the exact solution of each implicit stage equation
+
+    U = R + eta * f_I(t, U, args),
+
+which for an `f_I` affine in `U` is a linear solve the caller can do with its structure (for
+the projection model: a `d x d` system, see :meth:`collapse_jax.reduced.ReducedField.stage_solve`).
+There is no Newton iteration, no Jacobian and no failed stage: a step is rejected only by the
+error controller. Error estimate and 3rd-order dense output are KenCarp4's.
+
+Use with ``terms = diffrax.MultiTerm(diffrax.ODETerm(f_E), diffrax.ODETerm(f_I))`` and an
+adaptive step-size controller, as for :class:`diffrax.KenCarp4`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import diffrax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+
+__all__ = ["StageSolveKenCarp3", "StageSolveKenCarp4", "StageSolveKenCarp5"]
+
+
+def _axpy(y, coeffs, ks):
+    """`y + sum_j coeffs[j] * ks[j]` leafwise (``ks`` a list of pytrees like ``y``)."""
+    out = y
+    for c, k in zip(coeffs, ks, strict=True):
+        if c != 0.0:
+            out = jtu.tree_map(lambda a, b, c=c: a + c * b, out, k)
+    return out
+
+
+class _StageSolveARK(diffrax.AbstractAdaptiveSolver):
+    """A Kennedy--Carpenter ARK pair with a caller-supplied exact solver for the implicit
+    stages (the tableaux, order and dense output of ``reference``).
+
+    Attributes:
+        stage_solve: ``stage_solve(t, R, eta, args) -> U`` returning the solution of
+            `U = R + eta f_I(t, U, args)`; it must be exact (it replaces the Newton
+            iteration), which the tests check against `f_I` for every use in this package.
+    """
+
+    stage_solve: Callable
+    term_structure: ClassVar = diffrax.MultiTerm[tuple[diffrax.AbstractTerm, diffrax.AbstractTerm]]
+    reference: ClassVar[type]
+
+    def order(self, terms):
+        return self.reference().order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        explicit, implicit = terms.terms
+        control = explicit.contr(t0, t1)
+        h = t1 - t0
+        explicit_tab, implicit_tab = self.reference.tableau.tableaus
+        gamma = float(implicit_tab.a_diagonal[1])
+        kE = [explicit.vf_prod(t0, y0, args, control)]
+        kI = [implicit.vf_prod(t0, y0, args, implicit.contr(t0, t1))]
+        for i, (aE, aI) in enumerate(
+            zip(explicit_tab.a_lower, implicit_tab.a_lower, strict=True), start=1
+        ):
+            ti = t0 + float(explicit_tab.c[i - 1]) * h
+            R = _axpy(_axpy(y0, [float(a) for a in aE], kE), [float(a) for a in aI], kI)
+            U = self.stage_solve(ti, R, gamma * h, args)
+            kI.append(jtu.tree_map(lambda u, r: (u - r) / gamma, U, R))
+            kE.append(explicit.vf_prod(ti, U, args, control))
+        b = [float(v) for v in explicit_tab.b_sol]
+        e = [float(v) for v in explicit_tab.b_error]
+        y1 = _axpy(_axpy(y0, b, kE), b, kI)
+        zero = jtu.tree_map(jnp.zeros_like, y0)
+        y_error = _axpy(_axpy(zero, e, kE), e, kI)
+        stack = lambda ks: jtu.tree_map(lambda *a: jnp.stack(a), *ks)  # noqa: E731
+        dense_info = dict(y0=y0, y1=y1, k=(stack(kE), stack(kI)))
+        return y1, y_error, dense_info, None, diffrax.RESULTS.successful
+
+
+class StageSolveKenCarp3(_StageSolveARK):
+    """:class:`diffrax.KenCarp3` (order 3, 4 stages) with exact implicit stages."""
+
+    reference: ClassVar[type] = diffrax.KenCarp3
+    interpolation_cls: ClassVar = diffrax.KenCarp3.interpolation_cls
+
+
+class StageSolveKenCarp4(_StageSolveARK):
+    """:class:`diffrax.KenCarp4` (order 4, 6 stages) with exact implicit stages."""
+
+    reference: ClassVar[type] = diffrax.KenCarp4
+    interpolation_cls: ClassVar = diffrax.KenCarp4.interpolation_cls
+
+
+class StageSolveKenCarp5(_StageSolveARK):
+    """:class:`diffrax.KenCarp5` (order 5, 8 stages) with exact implicit stages."""
+
+    reference: ClassVar[type] = diffrax.KenCarp5
+    interpolation_cls: ClassVar = diffrax.KenCarp5.interpolation_cls
+
+
+def _check_tableaux():
+    # each implicit tableau shares b, c with its explicit one (they are ARK pairs), and the
+    # implicit one is an ESDIRK with a constant diagonal
+    for cls in (diffrax.KenCarp3, diffrax.KenCarp4, diffrax.KenCarp5):
+        ex, im = cls.tableau.tableaus
+        assert (ex.b_sol == im.b_sol).all() and (ex.b_error == im.b_error).all()
+        assert (ex.c == im.c).all()
+        assert im.a_diagonal[0] == 0 and (im.a_diagonal[1:] == im.a_diagonal[1]).all()
+
+
+_check_tableaux()
+del _check_tableaux

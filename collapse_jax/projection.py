@@ -1,0 +1,134 @@
+"""Simulating the projection model: the `N`-independent reduced path by default.
+
+:func:`simulate_projection` integrates the exact order-parameter reduction
+(:mod:`collapse_jax.reduced`, MODEL.md §3) with the deviation propagators that lift it back to
+every sample, and returns full :class:`~collapse_jax.ProjectionState` trajectories: callers
+see the same states as from integrating all `N` samples (``path="full"``), at a cost that
+does not grow with `n`.
+
+The reduced system is stiff in its fast variables only (`y` relaxes at rate `n + M`, `W` at
+the eigenvalues of the moment matrix `S`, both proportional to the sample weight; the means,
+covariances and propagators move at the rates of `W^T W`, MODEL.md §6). The default solver is
+therefore an IMEX Runge--Kutta method with the `(y, W)` block implicit and solved exactly
+(:class:`~collapse_jax.imex.StageSolveKenCarp5`, a `d x d` Cholesky solve per stage, see
+:meth:`~collapse_jax.reduced.ReducedField.stage_solve`) and the slow block explicit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+from ._types import ProjectionState
+from .imex import StageSolveKenCarp4, StageSolveKenCarp5
+from .integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
+from .reduced import lift_state, reduce_state, reduced_field, reduced_params
+
+__all__ = ["ProjectionRun", "simulate_projection", "reduced_solver", "Path"]
+
+Path = Literal["reduced", "full"]
+
+
+class ProjectionRun(NamedTuple):
+    """A projection-model trajectory.
+
+    Attributes:
+        ts: save times.
+        states: :class:`~collapse_jax.ProjectionState` at ``ts`` (leading time axis), full
+            sample embeddings on either path.
+        result: the diffrax result code.
+        steps: solver steps taken.
+        solution: the ``diffrax.Solution`` (``ys`` are reduced states on the reduced path).
+    """
+
+    ts: jax.Array
+    states: ProjectionState
+    result: diffrax.RESULTS
+    steps: jax.Array
+    solution: diffrax.Solution
+
+
+def reduced_solver(field, rtol: float = DEFAULT_RTOL):
+    """The IMEX solver of the reduced path for a :class:`~collapse_jax.reduced.ReducedField`.
+
+    KenCarp5 (order 5) by default; KenCarp4 for loose tolerances (`rtol >= 1e-7`), where it
+    took the fewest seconds on the problem of MODEL.md §6 (0.053 s vs 0.063 s per member at
+    rtol 1e-6, ``benchmarks/bench_projection_reduced.py``).
+    """
+    cls = StageSolveKenCarp4 if rtol >= 1e-7 else StageSolveKenCarp5
+    return cls(field.stage_solve)
+
+
+def simulate_projection(
+    data,
+    state0: ProjectionState,
+    *,
+    stop_gradient: bool = False,
+    path: Path = "reduced",
+    ts=None,
+    t0: float = 0.0,
+    t1: float | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    max_steps: int = 200_000,
+    throw: bool = False,
+    progress_meter: diffrax.AbstractProgressMeter | None = None,
+    saveat: diffrax.SaveAt | None = None,
+    event: diffrax.Event | None = None,
+) -> ProjectionRun:
+    """Integrate the projection model (MODEL.md §3) from ``state0`` at ``t0``.
+
+    Args:
+        data: a :class:`~collapse_jax.StandardData` (the reduction needs its group
+            structure; other alignment matrices go through ``path="full"`` with
+            :func:`~collapse_jax.simulate`).
+        state0: a :class:`~collapse_jax.ProjectionState`.
+        stop_gradient: the non-conservative field `F_sg` (else `-grad L_P`).
+        path: ``"reduced"`` (default: order parameters plus propagators, cost independent
+            of `n`) or ``"full"`` (every sample, the derived field of
+            :func:`~collapse_jax.vector_field` with the default implicit Kvaerno5).
+        ts, t1: save times (default 100 log-spaced in `[1e-2, t1]`, `t1` default 1e3).
+        solver: default :func:`reduced_solver` on the reduced path, Kvaerno5 on the full one.
+        rtol, atol, max_steps, throw, progress_meter, saveat, event: as for
+            :func:`~collapse_jax.simulate` (``saveat`` other than ``SaveAt(ts=...)`` and
+            ``SaveAt(t1=True)`` is passed through; ``states`` are the lifted ``ys``).
+    """
+    if path not in ("reduced", "full"):
+        raise ValueError(f"path must be 'reduced' or 'full', got {path!r}")
+    if ts is None:
+        ts = log_times(1e-2, 1e3 if t1 is None else t1, 100)
+    ts = jnp.asarray(ts)
+    t1 = ts[-1] if t1 is None else t1
+    kw = dict(
+        ts=ts,
+        t0=t0,
+        t1=t1,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        throw=throw,
+        progress_meter=progress_meter,
+        saveat=saveat,
+        event=event,
+    )
+    if path == "full":
+        from .fields import vector_field
+        from .losses import projection_loss
+
+        field = vector_field(projection_loss, stop_gradient=stop_gradient)
+        sol = simulate(field, state0, data.matrix(), solver=solver, **kw)
+        return ProjectionRun(sol.ts, sol.ys, sol.result, sol.stats["num_steps"], sol)
+    K, n, mask = data.n_classes, data.per_class, data.shared_mask
+    x0 = state0.x
+    z0 = reduce_state(x0, state0.y, state0.W, K, n, mask, lift=True)
+    field = reduced_field(stop_gradient=stop_gradient)
+    terms = diffrax.MultiTerm(diffrax.ODETerm(field.explicit), diffrax.ODETerm(field.implicit))
+    solver = reduced_solver(field, rtol) if solver is None else solver
+    sol = simulate(terms, z0, reduced_params(data), solver=solver, **kw)
+    x = jax.vmap(lambda z: lift_state(z, x0, K, n, mask))(sol.ys)
+    states = ProjectionState(x, sol.ys.y, sol.ys.W)
+    return ProjectionRun(sol.ts, states, sol.result, sol.stats["num_steps"], sol)
