@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["sweep_figure", "teacher_student_figure", "plot_projection_comparison"]
+__all__ = [
+    "sweep_figure",
+    "phase_diagram_figure",
+    "teacher_student_figure",
+    "plot_projection_comparison",
+]
 
 
 def _pyplot():
@@ -70,6 +75,68 @@ def sweep_figure(result, rates: dict, path) -> str:
     fig.suptitle(
         f"{meta['model']} model, K={meta['n_classes']}, n={meta['per_class']}, "
         f"d={meta['dim']}, {len(result.seed)} seeds, method={meta['method']}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
+    """Phase diagram of projection-model sweeps, one curve per variant (MODEL.md §3 P1/P2).
+
+    ``results`` maps a label (e.g. ``"with stop-gradient"``) to a
+    :class:`~collapse_jax.sweep.SweepResult` over the same ratios. Panels: (a) final MinL2
+    vs frustration ratio (seeds as dots, geometric mean as a line); values below ``floor``
+    (round-off: a collapsed state has MinL2 ~ 1e-16) are drawn at ``floor``; (b) final
+    accuracy on clean samples (undefined, so not drawn, once MinL2 is at round-off); (c)
+    collapse time: first save time with MinL2 below 1e-2 of its start.
+    """
+    from .sweep import collapse_time
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    first = next(iter(results.values()))
+    for k, (label, res) in enumerate(results.items()):
+        color = f"C{k}"
+        phi = res.frustration
+        final = np.clip(res.min_l2[..., -1], floor, None)
+        for j in range(final.shape[1]):
+            axes[0].semilogy(phi, final[:, j], ".", color=color, alpha=0.4)
+        axes[0].semilogy(
+            phi, np.exp(np.mean(np.log(final), axis=1)), "-o", color=color, label=label
+        )
+        acc = res.accuracy[..., -1]
+        axes[1].plot(
+            phi,
+            np.nanmean(acc, axis=1) if np.isfinite(acc).any() else acc[:, 0],
+            "-o",
+            color=color,
+            label=label,
+        )
+        ct = collapse_time(res.t, res.min_l2)
+        axes[2].semilogy(
+            phi,
+            np.nanmedian(ct, axis=1) if np.isfinite(ct).any() else ct[:, 0],
+            "-o",
+            color=color,
+            label=label,
+        )
+    axes[0].axhline(floor, color="0.3", lw=0.8, ls=":", label=f"values below {floor:g} drawn here")
+    axes[0].set_ylabel(rf"MinL2 at $t = {first.t[-1]:.3g}$")
+    axes[0].set_title("(a) final class separation")
+    axes[1].set_ylabel("final accuracy (clean samples, nearest label)")
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[1].set_title("(b) final accuracy (not drawn once collapsed)")
+    axes[2].set_ylabel("collapse time t (MinL2 < 1e-2 of start)")
+    axes[2].set_title("(c) collapse time (not drawn if none)")
+    for ax in axes:
+        ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+        ax.legend(fontsize=8)
+    meta = first.metadata
+    fig.suptitle(
+        f"projection model phase diagram, K={meta['n_classes']}, n={meta['per_class']}, "
+        f"d={meta['dim']}, {len(first.seed)} seeds, t1={first.t[-1]:.3g}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -154,6 +154,7 @@ def find_steady_state(
     atol: float = 1e-10,
     max_steps: int = 200_000,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
+    advance=None,
 ) -> SteadyState:
     """Integrate to a steady state, polish it and classify it (see the module docstring).
 
@@ -172,6 +173,9 @@ def find_steady_state(
             (implicit Kvaerno5: the `W` block is stiff, MODEL.md §6). The defaults are looser
             than the trajectory defaults: the end state is polished anyway, and at 1e-10 the
             stop-gradient runs took 2-3x more steps (K=3, n=4, M=2, d=4).
+        advance: optional ``advance(z, t0, t1, event) -> (z1, t_reached, steps, result)``
+            replacing the integration of ``field`` (e.g. the projection model's reduced path,
+            :func:`projection_fixed_point`); the polish and the Jacobian always use ``field``.
 
     Returns:
         A :class:`SteadyState`.
@@ -181,26 +185,30 @@ def find_steady_state(
     event = _steady_event(float(event_tol))
     z, t, horizon = state0, 0.0, float(t1)
     steps = segments = escapes = 0
+    if advance is None:
+
+        def advance(z, t0, t1, event):
+            sol = simulate(
+                field,
+                z,
+                args,
+                t0=t0,
+                t1=t1,
+                ts=jnp.asarray([t1]),
+                saveat=diffrax.SaveAt(t1=True),
+                event=event,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                progress_meter=progress_meter,
+            )
+            last = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+            return last, float(sol.ts[-1]), int(sol.stats["num_steps"]), result_name(sol.result)
+
     while True:
-        sol = simulate(
-            field,
-            z,
-            args,
-            t0=t,
-            t1=horizon,
-            ts=jnp.asarray([horizon]),
-            saveat=diffrax.SaveAt(t1=True),
-            event=event,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            progress_meter=progress_meter,
-        )
+        z, t, seg_steps, result = advance(z, t, horizon, event)
         segments += 1
-        steps += int(sol.stats["num_steps"])
-        result = result_name(sol.result)
-        z = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
-        t = float(sol.ts[-1])
+        steps += seg_steps
         before = residual_norm(field, z, args)
         polished, _ = polish(field, z, args)
         after = residual_norm(field, polished, args)
@@ -263,6 +271,7 @@ def projection_fixed_point(
     stop_gradient: bool,
     sector_tol: float = 1e-6,
     collapse_tol: float = 1e-8,
+    path: str = "reduced",
     **kwargs,
 ) -> dict:
     """Run the projection model to a steady state and analyse it (MODEL.md §3, P1–P3).
@@ -271,6 +280,10 @@ def projection_fixed_point(
         data: a :class:`~collapse_jax.StandardData`.
         state0: a :class:`~collapse_jax.ProjectionState`.
         stop_gradient: which field.
+        path: ``"reduced"`` (default): the integration segments run on the reduced path of
+            :func:`~collapse_jax.simulate_projection` (cost independent of `n`), lifted back
+            to every sample after each segment; the polish and the Jacobian spectrum are
+            those of the full field. ``"full"``: integrate every sample.
         sector_tol: tolerance of :func:`~collapse_jax.spectral.bias_sectors`.
         collapse_tol: ``MinL2`` below this is collapsed.
         **kwargs: passed to :func:`find_steady_state`.
@@ -305,6 +318,10 @@ def projection_fixed_point(
     A = data.matrix()
     n, M = data.per_class, float(data.shared_total)
     field = vector_field(projection_loss, stop_gradient=stop_gradient)
+    if path == "reduced":
+        kwargs["advance"] = _reduced_advance(data, stop_gradient, kwargs)
+    elif path != "full":
+        raise ValueError(f"path must be 'reduced' or 'full', got {path!r}")
     st = find_steady_state(field, state0, A, **kwargs)
     z = st.state
     W, y = np.asarray(z.W), np.asarray(z.y)
@@ -355,6 +372,32 @@ def projection_fixed_point(
         "stop_gradient": bool(stop_gradient),
         "steady": st,
     }
+
+
+def _reduced_advance(data, stop_gradient, kwargs):
+    """An ``advance`` for :func:`find_steady_state` on the projection model's reduced path."""
+    from .projection import simulate_projection
+
+    kw = {k: kwargs[k] for k in ("rtol", "atol", "max_steps", "progress_meter") if k in kwargs}
+    kw.setdefault("rtol", 1e-8)
+    kw.setdefault("atol", 1e-10)
+
+    def advance(z, t0, t1, event):
+        run = simulate_projection(
+            data,
+            z,
+            stop_gradient=stop_gradient,
+            t0=t0,
+            t1=t1,
+            ts=jnp.asarray([t1]),
+            saveat=diffrax.SaveAt(t1=True),
+            event=event,
+            **kw,
+        )
+        last = jax.tree_util.tree_map(lambda a: a[-1], run.states)
+        return last, float(run.ts[-1]), int(run.steps), result_name(run.result)
+
+    return advance
 
 
 def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwargs) -> dict:

@@ -25,17 +25,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .data import ShareRule, frustration_data, init_embedding_state
+from .data import ShareRule, frustration_data, init_embedding_state, init_projection_state
 from .exact import exact_min_l2, exact_solution, lambda_pm
 from .fields import vector_field
 from .integrate import log_times, simulate
 from .losses import embedding_loss
-from .metrics import embedding_metrics, fit_fast_rate, fit_slow_rate, min_l2
+from .metrics import embedding_metrics, fit_fast_rate, fit_slow_rate, min_l2, projection_metrics
+from .projection import Path, simulate_projection
 
 __all__ = [
     "SweepResult",
     "embedding_member",
     "embedding_sweep",
+    "projection_member",
+    "projection_sweep",
     "initialize_distributed",
     "save_sweep",
     "load_sweep",
@@ -177,6 +180,63 @@ def _run_sharded(member, batch, mesh: Mesh):
     return out, {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
 
+def _grid(frustration, seeds, n_classes, per_class, rule, max_shared):
+    """Validated ratios, seeds, the batched data and keys of a `frustration x seed` grid."""
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    if phis.ndim != 1 or phis.size == 0:
+        raise ValueError(f"frustration must be a non-empty 1-d list of ratios, got {frustration!r}")
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        seeds = np.arange(seeds)
+    seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
+    if max_shared is None:
+        M = phis * n_classes * per_class / np.maximum(1.0 - phis, 1e-300)
+        max_shared = int(np.ceil(np.max(M))) if np.all(phis < 1) else 0
+    data = frustration_data(n_classes, per_class, phis, max_shared=max_shared, rule=rule)
+    S = seeds.size
+    keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
+    flat_data = jax.tree.map(lambda a: np.repeat(np.asarray(a), S, axis=0), data)
+    flat_keys = np.tile(keys, (phis.size, 1))
+    return phis, seeds, data, max_shared, (flat_data, flat_keys)
+
+
+def _grid_sweep(
+    member, frustration, seeds, ts, *, n_classes, per_class, rule, max_shared, devices, metadata
+) -> SweepResult:
+    """Run ``member(data, key)`` over the grid in one sharded ``jit(vmap)`` call."""
+    phis, seeds, data, max_shared, batch = _grid(
+        frustration, seeds, n_classes, per_class, rule, max_shared
+    )
+    mesh = sweep_mesh(devices)
+    out, timing = _run_sharded(member, batch, mesh)
+    F, S = phis.size, seeds.size
+    grid = {k: v.reshape(F, S, *v.shape[1:]) for k, v in out.items()}
+    metadata = {
+        **metadata,
+        "rule": rule,
+        "n_classes": n_classes,
+        "per_class": per_class,
+        "max_shared": max_shared,
+        **timing,
+        "n_devices": mesh.size,
+        "dims": {"min_l2": ["frustration", "seed", "t"], "result": ["frustration", "seed"]},
+        **environment(),
+    }
+    return SweepResult(
+        frustration=phis,
+        seed=seeds,
+        t=np.asarray(ts),
+        shared=np.asarray(data.shared_total, dtype=np.float64).reshape(F),
+        min_l2=grid["min_l2"],
+        accuracy=grid["accuracy"],
+        accuracy_all=grid["accuracy_all"],
+        loss=grid["loss"],
+        result=grid["result"],
+        metadata=metadata,
+    )
+
+
 def embedding_sweep(
     frustration,
     seeds,
@@ -204,57 +264,141 @@ def embedding_sweep(
         devices: devices of the sweep mesh (default all).
         full_metrics: see :func:`embedding_member`.
     """
-    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
-    if phis.ndim != 1 or phis.size == 0:
-        raise ValueError(f"frustration must be a non-empty 1-d list of ratios, got {frustration!r}")
-    if isinstance(seeds, (int, np.integer)):
-        if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
-        seeds = np.arange(seeds)
-    seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
     ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
-    if max_shared is None:
-        M = phis * n_classes * per_class / np.maximum(1.0 - phis, 1e-300)
-        max_shared = int(np.ceil(np.max(M))) if np.all(phis < 1) else 0
-    data = frustration_data(n_classes, per_class, phis, max_shared=max_shared, rule=rule)
-    F, S = phis.size, seeds.size
-    keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
-    flat_data = jax.tree.map(lambda a: np.repeat(np.asarray(a), S, axis=0), data)
-    flat_keys = np.tile(keys, (F, 1))
 
     def member(d, k):
         return embedding_member(
             d, k, dim=dim, ts=ts, method=method, full_metrics=full_metrics, **solve_kw
         )
 
-    mesh = sweep_mesh(devices)
-    out, timing = _run_sharded(member, (flat_data, flat_keys), mesh)
-    grid = {k: v.reshape(F, S, *v.shape[1:]) for k, v in out.items()}
     metadata = {
         "model": "embedding",
         "method": method,
         "full_metrics": full_metrics,
-        "rule": rule,
-        "n_classes": n_classes,
-        "per_class": per_class,
         "dim": dim,
-        "max_shared": max_shared,
         "solve_kw": {k: repr(v) for k, v in solve_kw.items()},
-        **timing,
-        "n_devices": mesh.size,
-        "dims": {"min_l2": ["frustration", "seed", "t"], "result": ["frustration", "seed"]},
-        **environment(),
     }
-    return SweepResult(
-        frustration=phis,
-        seed=seeds,
-        t=np.asarray(ts),
-        shared=np.asarray(data.shared_total, dtype=np.float64).reshape(F),
-        min_l2=grid["min_l2"],
-        accuracy=grid["accuracy"],
-        accuracy_all=grid["accuracy_all"],
-        loss=grid["loss"],
-        result=grid["result"],
+    return _grid_sweep(
+        member,
+        frustration,
+        seeds,
+        ts,
+        n_classes=n_classes,
+        per_class=per_class,
+        rule=rule,
+        max_shared=max_shared,
+        devices=devices,
+        metadata=metadata,
+    )
+
+
+#: Default tolerances of projection sweeps: MinL2(t) to about 1e-7 relative while it is
+#: above ~1e-6 of its start (errors are controlled against the O(1) labels).
+PROJECTION_SWEEP_RTOL = 1e-8
+PROJECTION_SWEEP_ATOL = 1e-11
+
+
+def projection_member(
+    data,
+    key,
+    *,
+    dim: int,
+    ts,
+    stop_gradient: bool,
+    path: Path = "reduced",
+    rtol: float = PROJECTION_SWEEP_RTOL,
+    atol: float = PROJECTION_SWEEP_ATOL,
+    max_steps: int = 200_000,
+    solver=None,
+):
+    """One sweep member of the projection model (MODEL.md §3): metrics at ``ts``.
+
+    Integrates :func:`~collapse_jax.simulate_projection` (the reduced path by default,
+    lifted to every sample, so accuracy and loss are those of the full state) from the
+    default start :func:`~collapse_jax.init_projection_state` with ``throw=False``.
+    """
+    z0 = init_projection_state(key, data.n_samples, data.n_classes, dim)
+    run = simulate_projection(
+        data,
+        z0,
+        stop_gradient=stop_gradient,
+        path=path,
+        ts=ts,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=solver,
+    )
+    m = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
+    return {
+        "min_l2": jax.vmap(min_l2)(run.states.y),
+        "accuracy": m["accuracy"],
+        "accuracy_all": m["accuracy_all"],
+        "loss": m["loss"],
+        "result": run.result._value.astype(jnp.int32),
+    }
+
+
+def projection_sweep(
+    frustration,
+    seeds,
+    *,
+    stop_gradient: bool,
+    n_classes: int = 3,
+    per_class: int = 10,
+    dim: int = 4,
+    ts=None,
+    rule: ShareRule = "round",
+    max_shared: int | None = None,
+    devices=None,
+    path: Path = "reduced",
+    rtol: float = PROJECTION_SWEEP_RTOL,
+    atol: float = PROJECTION_SWEEP_ATOL,
+    max_steps: int = 200_000,
+    solver=None,
+) -> SweepResult:
+    """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
+
+    Same grid, sharding, result type and file format as :func:`embedding_sweep`; each member
+    is :func:`projection_member` (reduced path by default: its cost does not grow with
+    ``per_class``). Run it twice (``stop_gradient=False/True``) for the phase diagram of
+    :func:`~collapse_jax.plots.phase_diagram_figure`.
+    """
+    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
+
+    def member(d, k):
+        return projection_member(
+            d,
+            k,
+            dim=dim,
+            ts=ts,
+            stop_gradient=stop_gradient,
+            path=path,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            solver=solver,
+        )
+
+    metadata = {
+        "model": "projection",
+        "stop_gradient": bool(stop_gradient),
+        "method": f"{path}-path",
+        "dim": dim,
+        "rtol": rtol,
+        "atol": atol,
+        "solver": "default" if solver is None else type(solver).__name__,
+    }
+    return _grid_sweep(
+        member,
+        frustration,
+        seeds,
+        ts,
+        n_classes=n_classes,
+        per_class=per_class,
+        rule=rule,
+        max_shared=max_shared,
+        devices=devices,
         metadata=metadata,
     )
 
