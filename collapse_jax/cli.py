@@ -145,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("spectrum", help="Jacobian eigenvalues vs the closed-form predictions")
     _add_model_flags(sp)
     _add_steady_flags(sp)
+    _add_path_flag(sp)
 
     sf = sub.add_parser(
         "fixed-point", help="projection model: run to a steady state and analyse it (P1-P3)"
@@ -152,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_flags(sf)
     sf.set_defaults(model="projection")
     _add_steady_flags(sf)
+    _add_path_flag(sf)
     sf.add_argument(
         "--seeds",
         type=_int_at_least("--seeds", 1),
@@ -165,11 +167,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_time_flags(sm, 1e3)
     sm.add_argument(
         "--solver",
-        choices=["kvaerno5", "tsit5", "exact"],
-        default="kvaerno5",
-        help="diffrax Kvaerno5 (implicit, default), Tsit5 (explicit), or the exact "
-        "sector solution (embedding model)",
+        choices=["kvaerno5", "tsit5", "exact", "kencarp"],
+        default=None,
+        help="diffrax Kvaerno5 (implicit; default, except on the projection model's reduced "
+        "path), Tsit5 (explicit), the exact sector solution (embedding model), or kencarp: "
+        "IMEX KenCarp with exact (y, W) stage solves (projection reduced path; its default)",
     )
+    _add_path_flag(sm)
     sm.add_argument(
         "--rtol",
         type=_positive_float("--rtol"),
@@ -214,8 +218,9 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         choices=["exact", "integrate"],
         default="exact",
-        help="exact sector solution (default) or diffrax integration",
+        help="embedding model: exact sector solution (default) or diffrax integration",
     )
+    _add_path_flag(sw)
     sw.add_argument(
         "--rule",
         choices=["round", "spread"],
@@ -295,6 +300,16 @@ def _frustration_range(text):
     return np.linspace(start, stop, count)
 
 
+def _add_path_flag(p):
+    p.add_argument(
+        "--path",
+        choices=["reduced", "full"],
+        default="reduced",
+        help="projection model: integrate the N-independent order-parameter reduction, lifted "
+        "back to every sample (default), or every sample (full)",
+    )
+
+
 def _add_steady_flags(p):
     g = p.add_argument_group("steady state (projection model)")
     g.add_argument(
@@ -339,16 +354,24 @@ def _check_model(args):
         )
     if args.command == "dmft" and args.model != "projection":
         raise UsageError("dmft solves the projection model: use --model projection")
-    if args.command == "sweep" and args.model != "embedding":
-        raise UsageError(
-            "sweep runs the embedding model in this version (projection sweeps: issue 5)"
-        )
+    if args.command == "sweep" and args.model == "projection" and args.method == "exact":
+        args.method = "integrate"  # the projection model has no closed form: always integrated
     if args.command == "fixed-point" and args.model != "projection":
         raise UsageError(
             f"fixed-point analyses the projection model (MODEL.md §3), got --model {args.model}"
         )
     if getattr(args, "solver", None) == "exact" and args.model == "projection":
         raise UsageError("--solver exact exists for the embedding model only")
+    if getattr(args, "solver", None) == "kencarp" and (
+        args.model != "projection" or args.path != "reduced"
+    ):
+        raise UsageError(
+            "--solver kencarp integrates the projection model's reduced path only "
+            "(--model projection --path reduced)"
+        )
+    if getattr(args, "solver", "") is None:
+        reduced = args.model == "projection" and args.path == "reduced"
+        args.solver = "kencarp" if reduced else "kvaerno5"
     if getattr(args, "figure", None) is not None and args.model != "projection":
         raise UsageError("--figure compares stop-gradient runs: it needs --model projection")
     if hasattr(args, "t_max") and args.horizon > args.t_max:
@@ -458,7 +481,9 @@ def _fixed_point(args, progress, seed=None):
         t1=args.horizon,
         t_max=args.t_max,
         progress_meter=_progress_meter(progress),
+        path=args.path,
     )
+    out["path"] = args.path
     return data, out
 
 
@@ -761,19 +786,23 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
     import diffrax
     import jax
 
-    from .fields import vector_field
-    from .integrate import simulate
-    from .losses import projection_loss
+    from .integrate import default_solver
     from .metrics import fit_slow_rate, projection_metrics, roundoff_floor
+    from .projection import simulate_projection
 
-    solver = None if args.solver == "kvaerno5" else diffrax.Tsit5()
+    solver = {
+        "kvaerno5": default_solver(rtol, atol),
+        "kencarp": None,  # the reduced path's default IMEX solver
+        "tsit5": diffrax.Tsit5(),
+    }[args.solver]
 
     def run(stop_gradient):
         start = time.perf_counter()
-        sol = simulate(
-            vector_field(projection_loss, stop_gradient=stop_gradient),
+        sol = simulate_projection(
+            data,
             state,
-            data.matrix(),
+            stop_gradient=stop_gradient,
+            path=args.path,
             ts=ts,
             solver=solver,
             rtol=rtol,
@@ -781,11 +810,11 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
             max_steps=args.max_steps,
             progress_meter=_progress_meter(progress),
         )
-        metrics = jax.vmap(lambda s: projection_metrics(s, data))(sol.ys)
+        metrics = jax.vmap(lambda s: projection_metrics(s, data))(sol.states)
         return sol, {k: np.asarray(v) for k, v in metrics.items()}, time.perf_counter() - start
 
     sol, metrics, seconds = run(args.stop_gradient)
-    ys = sol.ys
+    ys = sol.states
     out = {
         "t": np.asarray(ts),
         "min_l2": metrics["min_l2"],
@@ -795,7 +824,8 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
         "final_state_norm": float(np.sqrt(sum(np.sum(np.asarray(a)[-1] ** 2) for a in ys))),
         "solver": args.solver,
         "result": result_name(sol.result),
-        "steps": int(sol.stats["num_steps"]),
+        "steps": int(sol.steps),
+        "path": args.path,
         "rtol": rtol,
         "atol": atol,
         "seconds": seconds,
@@ -901,16 +931,29 @@ def _print_human(command, out):
             f"(compile {out['compile_seconds']:.2f} s, run {out['run_seconds']:.3f} s) on "
             f"{len(out['devices'])} device(s); failed members: {out['failed_members']}"
         )
-        print("   phi      M   final MinL2   slow fit   lambda+")
-        for row in zip(
-            out["frustration"],
-            out["shared"],
-            out["final_min_l2"],
-            out["slow_rate_fit"],
-            out["slow_rate_predicted"],
-            strict=True,
-        ):
-            print("  {:.3f} {:6.1f} {:12.4e} {:10.5f} {:9.5f}".format(*row))
+        if out["model"] == "projection":
+            sg = "with" if out["stop_gradient"] else "without"
+            other = "without" if out["stop_gradient"] else "with"
+            print(f"   phi      M   final MinL2 ({sg} / {other} stop-gradient)")
+            for row in zip(
+                out["frustration"],
+                out["shared"],
+                out["final_min_l2"],
+                out["comparison"]["final_min_l2"],
+                strict=True,
+            ):
+                print("  {:.3f} {:6.1f} {:12.4e} {:12.4e}".format(*row))
+        else:
+            print("   phi      M   final MinL2   slow fit   lambda+")
+            for row in zip(
+                out["frustration"],
+                out["shared"],
+                out["final_min_l2"],
+                out["slow_rate_fit"],
+                out["slow_rate_predicted"],
+                strict=True,
+            ):
+                print("  {:.3f} {:6.1f} {:12.4e} {:10.5f} {:9.5f}".format(*row))
         print(f"results: {out['file']}\nfigure:  {out['figure']}")
     elif command == "simulate":
         print(
@@ -967,8 +1010,8 @@ def _cmd_sweep(args, progress):
     import os
 
     from .integrate import log_times
-    from .plots import sweep_figure
-    from .sweep import collapse_time, embedding_sweep, fitted_rates, save_sweep
+    from .plots import phase_diagram_figure, sweep_figure
+    from .sweep import collapse_time, embedding_sweep, fitted_rates, projection_sweep, save_sweep
 
     if args.t_min > args.t1:
         raise UsageError(f"--t-min must be <= --t1={args.t1}, got {args.t_min}")
@@ -977,43 +1020,79 @@ def _cmd_sweep(args, progress):
     except OSError as err:
         raise UsageError(f"--out {args.out!r} cannot be created: {err.strerror}") from None
     ts = log_times(args.t_min, args.t1, args.points)
+    grid = dict(n_classes=args.classes, per_class=args.per_class, dim=args.dim, ts=ts)
     if progress:
         print(f"sweeping {len(args.frustration)} ratios x {args.seeds} seeds ...", file=sys.stderr)
     start = time.perf_counter()
-    result = embedding_sweep(
-        args.frustration,
-        args.seeds,
-        n_classes=args.classes,
-        per_class=args.per_class,
-        dim=args.dim,
-        ts=ts,
-        method=args.method,
-        rule=args.rule,
-    )
+    if args.model == "projection":
+        # both fields: the phase diagram compares them (MODEL.md §3 P1/P2)
+        runs = {
+            sg: projection_sweep(
+                args.frustration,
+                args.seeds,
+                stop_gradient=sg,
+                rule=args.rule,
+                path=args.path,
+                **grid,
+            )
+            for sg in (args.stop_gradient, not args.stop_gradient)
+        }
+        result, other = runs[args.stop_gradient], runs[not args.stop_gradient]
+    else:
+        result = embedding_sweep(
+            args.frustration, args.seeds, method=args.method, rule=args.rule, **grid
+        )
     seconds = time.perf_counter() - start
     rates = fitted_rates(result)
-    file = save_sweep(result, os.path.join(args.out, "sweep.npz"))
-    figure = sweep_figure(result, rates, os.path.join(args.out, "sweep.png"))
-    final = result.min_l2[..., -1]
-    return {
+    name = "sweep" if args.model == "embedding" else _variant_name(args.stop_gradient)
+    file = save_sweep(result, os.path.join(args.out, f"{name}.npz"))
+    figure_path = os.path.join(args.out, "sweep.png")
+    if args.model == "projection":
+        figure = phase_diagram_figure(
+            {"without stop-gradient": runs[False], "with stop-gradient": runs[True]},
+            figure_path,
+        )
+    else:
+        figure = sweep_figure(result, rates, figure_path)
+    out = {
         "file": file,
         "figure": figure,
         "frustration": result.frustration,
         "shared": result.shared,
-        "final_min_l2": final.mean(axis=1),
+        "final_min_l2": result.min_l2[..., -1].mean(axis=1),
+        "final_accuracy": _nanmean_rows(result.accuracy[..., -1]),
         "slow_rate_fit": _nanmean_rows(rates["slow_rate_fit"]),
-        "slow_rate_predicted": rates["slow_rate_predicted"],
+        "slow_rate_predicted": rates["slow_rate_predicted"] if args.model == "embedding" else None,
         "fast_rate_fit": _nanmean_rows(rates["fast_rate_fit"]),
-        "fast_rate_predicted": rates["fast_rate_predicted"],
+        "fast_rate_predicted": rates["fast_rate_predicted"] if args.model == "embedding" else None,
         "collapse_time": _nanmean_rows(collapse_time(result.t, result.min_l2)),
         "failed_members": int(np.sum(result.result != 0)),
         "seconds": seconds,
         "compile_seconds": result.metadata["compile_seconds"],
         "run_seconds": result.metadata["run_seconds"],
         "devices": result.metadata["devices"],
-        "method": args.method,
+        "method": args.method if args.model == "embedding" else f"{args.path}-path",
+        "model": args.model,
         "seeds": args.seeds,
     }
+    if args.model == "projection":
+        out["stop_gradient"] = args.stop_gradient
+        other_file = save_sweep(
+            other, os.path.join(args.out, f"{_variant_name(not args.stop_gradient)}.npz")
+        )
+        out["comparison"] = {
+            "stop_gradient": not args.stop_gradient,
+            "file": other_file,
+            "final_min_l2": other.min_l2[..., -1].mean(axis=1),
+            "final_accuracy": _nanmean_rows(other.accuracy[..., -1]),
+            "collapse_time": _nanmean_rows(collapse_time(other.t, other.min_l2)),
+            "failed_members": int(np.sum(other.result != 0)),
+        }
+    return out
+
+
+def _variant_name(stop_gradient: bool) -> str:
+    return "sweep_stop_gradient" if stop_gradient else "sweep_conservative"
 
 
 # --- teacher-student (issue 6, MODEL.md §4) ---------------------------------------------------

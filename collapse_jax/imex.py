@@ -28,7 +28,12 @@ import diffrax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-__all__ = ["StageSolveKenCarp3", "StageSolveKenCarp4", "StageSolveKenCarp5"]
+__all__ = [
+    "AbstractStageSolveARK",
+    "StageSolveKenCarp3",
+    "StageSolveKenCarp4",
+    "StageSolveKenCarp5",
+]
 
 
 def _axpy(y, coeffs, ks):
@@ -40,7 +45,7 @@ def _axpy(y, coeffs, ks):
     return out
 
 
-class _StageSolveARK(diffrax.AbstractAdaptiveSolver):
+class AbstractStageSolveARK(diffrax.AbstractAdaptiveSolver):
     """A Kennedy--Carpenter ARK pair with a caller-supplied exact solver for the implicit
     stages (the tableaux, order and dense output of ``reference``).
 
@@ -90,21 +95,21 @@ class _StageSolveARK(diffrax.AbstractAdaptiveSolver):
         return y1, y_error, dense_info, None, diffrax.RESULTS.successful
 
 
-class StageSolveKenCarp3(_StageSolveARK):
+class StageSolveKenCarp3(AbstractStageSolveARK):
     """:class:`diffrax.KenCarp3` (order 3, 4 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp3
     interpolation_cls: ClassVar = diffrax.KenCarp3.interpolation_cls
 
 
-class StageSolveKenCarp4(_StageSolveARK):
+class StageSolveKenCarp4(AbstractStageSolveARK):
     """:class:`diffrax.KenCarp4` (order 4, 6 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp4
     interpolation_cls: ClassVar = diffrax.KenCarp4.interpolation_cls
 
 
-class StageSolveKenCarp5(_StageSolveARK):
+class StageSolveKenCarp5(AbstractStageSolveARK):
     """:class:`diffrax.KenCarp5` (order 5, 8 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp5

@@ -82,6 +82,16 @@ def sweep_figure(result, rates: dict, path) -> str:
     return str(path)
 
 
+def _finite_rows(a, stat):
+    """``stat`` of the finite entries of each row; NaN (not drawn) for rows with none."""
+    a = np.asarray(a, dtype=np.float64)
+    out = np.full(a.shape[0], np.nan)
+    for i, row in enumerate(a):
+        if np.isfinite(row).any():
+            out[i] = stat(row[np.isfinite(row)])
+    return out
+
+
 def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
     """Phase diagram of projection-model sweeps, one curve per variant (MODEL.md §3 P1/P2).
 
@@ -98,30 +108,18 @@ def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     first = next(iter(results.values()))
     for k, (label, res) in enumerate(results.items()):
-        color = f"C{k}"
+        color, style = f"C{k}", ("-o", "--s", ":^", "-.v")[k % 4]  # overlapping curves stay visible
         phi = res.frustration
         final = np.clip(res.min_l2[..., -1], floor, None)
         for j in range(final.shape[1]):
             axes[0].semilogy(phi, final[:, j], ".", color=color, alpha=0.4)
         axes[0].semilogy(
-            phi, np.exp(np.mean(np.log(final), axis=1)), "-o", color=color, label=label
+            phi, np.exp(np.mean(np.log(final), axis=1)), style, color=color, label=label
         )
-        acc = res.accuracy[..., -1]
-        axes[1].plot(
-            phi,
-            np.nanmean(acc, axis=1) if np.isfinite(acc).any() else acc[:, 0],
-            "-o",
-            color=color,
-            label=label,
-        )
-        ct = collapse_time(res.t, res.min_l2)
-        axes[2].semilogy(
-            phi,
-            np.nanmedian(ct, axis=1) if np.isfinite(ct).any() else ct[:, 0],
-            "-o",
-            color=color,
-            label=label,
-        )
+        acc_mean = _finite_rows(res.accuracy[..., -1], np.mean)
+        axes[1].plot(phi, acc_mean, style, color=color, label=label, mfc="none")
+        ct_median = _finite_rows(collapse_time(res.t, res.min_l2), np.median)
+        axes[2].semilogy(phi, ct_median, style, color=color, label=label)
     axes[0].axhline(floor, color="0.3", lw=0.8, ls=":", label=f"values below {floor:g} drawn here")
     axes[0].set_ylabel(rf"MinL2 at $t = {first.t[-1]:.3g}$")
     axes[0].set_title("(a) final class separation")

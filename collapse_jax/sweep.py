@@ -61,6 +61,7 @@ class SweepResult(NamedTuple):
         shared: `(F,)` the `M` used for each ratio (total shared weight).
         min_l2, accuracy, accuracy_all, loss: `(F, S, T)`.
         result: `(F, S)` diffrax result codes (0 = successful).
+        steps: `(F, S)` solver steps taken (0 on the exact path).
         metadata: parameters, package versions, devices (JSON-serialisable dict).
     """
 
@@ -73,6 +74,7 @@ class SweepResult(NamedTuple):
     accuracy_all: np.ndarray
     loss: np.ndarray
     result: np.ndarray
+    steps: np.ndarray
     metadata: dict
 
 
@@ -86,6 +88,7 @@ _ARRAYS = (
     "accuracy_all",
     "loss",
     "result",
+    "steps",
 )
 
 
@@ -125,16 +128,18 @@ def embedding_member(
             "accuracy_all": nan,
             "loss": nan,
             "result": jnp.zeros((), jnp.int32),
+            "steps": jnp.zeros((), jnp.int32),
         }
     if method == "exact":
         ys = exact_solution(z0, data, ts)
         ml = exact_min_l2(z0, data, ts)
-        result = jnp.zeros((), jnp.int32)
+        result = steps = jnp.zeros((), jnp.int32)
     elif method == "integrate":
         sol = simulate(vector_field(embedding_loss), z0, data.matrix(), ts=ts, **solve_kw)
         ys = sol.ys
         ml = jax.vmap(min_l2)(ys.y)
         result = sol.result._value.astype(jnp.int32)
+        steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
     else:
         raise ValueError(f"method must be 'exact' or 'integrate', got {method!r}")
     m = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
@@ -144,6 +149,7 @@ def embedding_member(
         "accuracy_all": m["accuracy_all"],
         "loss": m["loss"],
         "result": result,
+        "steps": steps,
     }
 
 
@@ -220,7 +226,11 @@ def _grid_sweep(
         "max_shared": max_shared,
         **timing,
         "n_devices": mesh.size,
-        "dims": {"min_l2": ["frustration", "seed", "t"], "result": ["frustration", "seed"]},
+        "dims": {
+            "min_l2": ["frustration", "seed", "t"],
+            "result": ["frustration", "seed"],
+            "steps": ["frustration", "seed"],
+        },
         **environment(),
     }
     return SweepResult(
@@ -233,6 +243,7 @@ def _grid_sweep(
         accuracy_all=grid["accuracy_all"],
         loss=grid["loss"],
         result=grid["result"],
+        steps=grid["steps"],
         metadata=metadata,
     )
 
@@ -336,6 +347,7 @@ def projection_member(
         "accuracy_all": m["accuracy_all"],
         "loss": m["loss"],
         "result": run.result._value.astype(jnp.int32),
+        "steps": jnp.asarray(run.steps, jnp.int32),
     }
 
 
