@@ -8,6 +8,7 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.cli import main
+from collapse_jax.sweep import load_sweep
 
 
 def _run_json(capsys, *argv):
@@ -242,6 +243,59 @@ def test_simulate_projection_json(capsys):
     assert np.isnan(acc[-1]) and np.nanmax(acc) == 1.0
 
 
+def test_simulate_projection_reduced_path_equals_full_path(capsys):
+    """The default (reduced, lifted) path against integrating every sample (Kvaerno5)."""
+    args = ("simulate", *PROJ, "--stop-gradient", "--t1", "50", "--points", "20")
+    tol = ("--rtol", "1e-9", "--atol", "1e-12")
+    red = _run_json(capsys, *args, *tol)
+    full = _run_json(capsys, *args, *tol, "--path", "full")
+    assert (red["path"], red["solver"]) == ("reduced", "kencarp")
+    assert (full["path"], full["solver"]) == ("full", "kvaerno5")
+    assert red["result"] == full["result"] == "successful"
+    np.testing.assert_allclose(red["min_l2"], full["min_l2"], rtol=1e-6)
+    np.testing.assert_allclose(red["loss"], full["loss"], rtol=1e-6)
+    np.testing.assert_allclose(
+        red["final_w_eigenvalues_abs"], full["final_w_eigenvalues_abs"], atol=1e-7
+    )
+
+
+def test_sweep_projection_json_has_both_fields(capsys, tmp_path):
+    out = _run_json(
+        capsys,
+        "sweep",
+        *PROJ[:4],
+        "--classes",
+        "2",
+        "--per-class",
+        "3",
+        "--dim",
+        "3",
+        "--frustration",
+        "0:0.4:3",
+        "--seeds",
+        "1",
+        "--t1",
+        "200",
+        "--points",
+        "12",
+        "--out",
+        str(tmp_path),
+        "--stop-gradient",
+    )
+    for key in ("file", "figure", "frustration", "shared", "final_min_l2", "slow_rate_fit"):
+        assert key in out
+    assert out["model"] == "projection" and out["stop_gradient"] is True
+    assert out["slow_rate_predicted"] is None  # lambda+ is the embedding model's
+    assert out["failed_members"] == 0 and out["comparison"]["failed_members"] == 0
+    # P2: separation survives with stop-gradient; P1: frustration collapses without it
+    assert min(out["final_min_l2"]) > 0.05
+    cons = out["comparison"]["final_min_l2"]
+    assert cons[0] > 0.05 and max(cons[1:]) < 1e-8
+    for path in (out["file"], out["comparison"]["file"]):
+        assert load_sweep(path).metadata["model"] == "projection"
+    assert os.path.getsize(out["figure"]) > 10_000
+
+
 def test_figure_function_writes_a_png(tmp_path):
     from collapse_jax.plots import plot_projection_comparison
 
@@ -291,6 +345,12 @@ def test_simulate_projection_with_comparison_figure(capsys, tmp_path):
         (["simulate", "--stop-gradient"], "--stop-gradient needs --model projection"),
         (["fixed-point", "--model", "embedding"], "fixed-point analyses the projection model"),
         (["simulate", "--model", "projection", "--solver", "exact"], "--solver exact exists"),
+        (["simulate", "--solver", "kencarp"], "--solver kencarp integrates the projection"),
+        (
+            ["simulate", "--model", "projection", "--path", "full", "--solver", "kencarp"],
+            "--path reduced",
+        ),
+        (["simulate", "--model", "projection", "--path", "half"], "invalid choice: 'half'"),
         (["simulate", "--figure", "x.png"], "--figure compares stop-gradient runs"),
         (["fixed-point", "--horizon", "10", "--t-max", "5"], "--horizon must be <= --t-max"),
         (["fixed-point", "--seeds", "0"], "--seeds must be >= 1, got 0"),

@@ -347,3 +347,17 @@ def test_finder_leaves_a_saddle_instead_of_reporting_it():
     # with no escapes allowed it must say "saddle", never "fixed-point"
     stuck = cj.find_steady_state(_double_well, z0, None, t1=50.0, t_max=500.0, max_escapes=0)
     assert stuck.status == "saddle" and stuck.max_real == pytest.approx(1.0)
+
+
+def test_fixed_point_reduced_path_equals_full_path(sg_fixed_point):
+    """The default finder integrates the reduced path and lifts it back; integrating every
+    sample instead (path="full") reaches the same fixed point (same start and field)."""
+    data, red = sg_fixed_point
+    _, z0 = _state(K, N_PER, M_SH, D, seed=1)
+    full = cj.projection_fixed_point(data, z0, stop_gradient=True, path="full")
+    assert red["branch"] == full["branch"] == "separated"
+    assert red["zero_modes"] == full["zero_modes"]
+    np.testing.assert_allclose(red["min_l2"], full["min_l2"], rtol=1e-8)
+    np.testing.assert_allclose(red["w_eigenvalues_abs"], full["w_eigenvalues_abs"], atol=1e-8)
+    for a, b in zip(red["steady"].state, full["steady"].state, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-7)
