@@ -52,6 +52,7 @@ import diffrax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
@@ -300,6 +301,7 @@ def main():
         },
         "quick": quick,
         "repeats": repeats,
+        "scipy_version": scipy.__version__,
     }
 
     # -- (a, c) reduced path, 16 members, both fields; tight references ------------------
