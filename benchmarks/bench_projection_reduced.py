@@ -108,6 +108,7 @@ def batch_fn(solver_name, stop_gradient, ts, max_steps=400_000):
             atol=atol,
             solver=make_solver(solver_name, field),
             max_steps=max_steps,
+            lift=False,  # MinL2 needs y only: no deviation propagators (2 d^2 variables)
         )
         return jax.vmap(cj.min_l2)(run.states.y), run.steps, run.result._value
 
