@@ -1,0 +1,499 @@
+"""Every collapse-prevention mechanism in one minimal model, compared (issue 9).
+
+:func:`mechanism_sweep` integrates one :class:`~collapse_jax.mechanisms.Mechanism` over a
+`frustration x hyper-parameter x seed` grid in one ``jit(vmap)`` call (shapes are fixed by the
+frustration masks of :func:`~collapse_jax.data.frustration_data`); :func:`compare_mechanisms`
+runs it for every mechanism, classifies each member and builds the table of the frustration
+range in which each mechanism keeps a finite separation. :func:`mechanism_fixed_point` is the
+steady-state / linear-stability analysis, :func:`train_mechanism` the discrete (optax)
+counterpart of the flow.
+
+Classification of a member (documented choice, from `MinL2(t)` at the save times):
+
+* ``"collapsed"``: MinL2 fell below ``collapse_fraction`` (1e-2) of its start
+  (:func:`~collapse_jax.sweep.collapse_time` is finite);
+* ``"separated"``: it did not, and the late log-slope (:func:`~collapse_jax.fit_slow_rate` over
+  the last decade of times) times the horizon is above ``-1`` (less than one e-fold of decay
+  at the final rate over the whole run: a finite separation, or a growing one);
+* ``"decaying"``: neither within the horizon (slow collapse still under way).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .data import frustration_data
+from .diagnostics import diagnose
+from .integrate import log_times, simulate
+from .mechanisms import MECHANISMS, Mechanism, get_mechanism, mechanism_metrics
+from .metrics import fit_slow_rate, min_l2
+from .sweep import collapse_time, environment
+
+__all__ = [
+    "DIAGNOSTIC_KEYS",
+    "mechanism_member",
+    "mechanism_sweep",
+    "classify",
+    "compare_mechanisms",
+    "separation_table",
+    "mechanism_fixed_point",
+    "train_mechanism",
+    "training_comparison",
+    "default_optimizers",
+    "QUICK",
+    "FULL",
+]
+
+#: Diagnostics (MODEL.md §5) kept for the final clean-sample embeddings.
+DIAGNOSTIC_KEYS = (
+    "rankme",
+    "participation_ratio",
+    "std_l2_normalized",
+    "nc1",
+    "min_l2_class_means",
+    "ncm_accuracy",
+)
+
+#: Grid of ``collapse-jax mechanisms --quick`` and of the full run.
+QUICK = dict(frustration=(0.0, 0.1, 0.25), seeds=1, per_class=6, dim=4, t1=200.0, points=40)
+FULL = dict(
+    frustration=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), seeds=2, per_class=8, dim=5, t1=400.0, points=60
+)
+
+
+def mechanism_member(
+    mech: Mechanism,
+    data,
+    key,
+    value,
+    *,
+    dim: int,
+    ts,
+    solver=None,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    max_steps: int = 400_000,
+):
+    """One member: integrate ``mech`` from its default start, metrics at ``ts``.
+
+    Returns MinL2, accuracies and loss at ``ts``, the diffrax result code and step count, and
+    :data:`DIAGNOSTIC_KEYS` of :func:`~collapse_jax.diagnose` on the final clean-sample
+    embeddings `x_i` (with their classes; shared rows are left out so that the shape does not
+    depend on the frustration ratio). Default solver: ``Tsit5`` (explicit; these small
+    systems are stiff only mildly, and implicit solvers cost more to compile than to run).
+    """
+    z0 = mech.init(key, data.n_samples, data.n_classes, dim)
+    args = mech.args(data.matrix(), value)
+    sol = simulate(
+        mech.field(),
+        z0,
+        args,
+        ts=ts,
+        solver=diffrax.Tsit5() if solver is None else solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
+    m = jax.vmap(lambda s: mechanism_metrics(mech, s, data, args))(sol.ys)
+    n_clean = data.n_classes * data.per_class
+    x_final = sol.ys.x[-1, :n_clean]
+    # a failed solve leaves inf in ys: diagnose a placeholder and report NaN instead
+    finite = jnp.all(jnp.isfinite(x_final))
+    diag = diagnose(
+        jnp.where(finite, x_final, jnp.eye(*x_final.shape, dtype=x_final.dtype)),
+        np.asarray(data.labels),
+        n_classes=data.n_classes,
+    )
+    diag = {k: jnp.where(finite, diag[k], jnp.nan) for k in DIAGNOSTIC_KEYS}
+    return {
+        **m,
+        "result": sol.result._value.astype(jnp.int32),
+        "steps": jnp.asarray(sol.stats["num_steps"], jnp.int32),
+        **{f"diag_{k}": diag[k] for k in DIAGNOSTIC_KEYS},
+    }
+
+
+def mechanism_sweep(
+    mechanism,
+    frustration: Sequence[float],
+    values=None,
+    seeds=1,
+    *,
+    n_classes: int = 3,
+    per_class: int = 6,
+    dim: int = 4,
+    t1: float = 200.0,
+    points: int = 40,
+    **member_kw,
+) -> dict:
+    """``jit(vmap)`` of :func:`mechanism_member` over `frustration x values x seeds`.
+
+    Args:
+        mechanism: a :class:`~collapse_jax.mechanisms.Mechanism` or its registry name.
+        frustration: ratios `phi` (rule ``"round"``: `M = round(phi K n / (1 - phi))` shared
+            rows, reported as ``shared``).
+        values: main hyper-parameter values (default: the mechanism's ``grid``; ignored, one
+            value, for mechanisms without one).
+        seeds: count or list of seeds of the default initial state.
+
+    Returns:
+        A dict of host arrays with axes `(F, H, S[, T])` (``min_l2``, ``accuracy``,
+        ``accuracy_all``, ``loss``, ``result``, ``steps``, ``diag_*``), ``collapse_time``,
+        ``slow_rate``, ``status`` (:func:`classify`), the axes ``frustration``, ``shared``,
+        ``values``, ``seeds``, ``t`` and ``seconds``.
+    """
+    mech = get_mechanism(mechanism)
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    if mech.hyper is None:
+        vals = np.array([np.nan])
+    else:
+        vals = np.atleast_1d(np.asarray(mech.grid if values is None else values, np.float64))
+        if vals.size == 0 or not np.all(np.isfinite(vals) & (vals > 0)):
+            raise ValueError(f"values of {mech.hyper} must be positive numbers, got {values!r}")
+    seeds = np.arange(seeds) if isinstance(seeds, (int, np.integer)) else np.asarray(seeds)
+    if seeds.size == 0:
+        raise ValueError("seeds must name at least one seed")
+    M = phis * n_classes * per_class / (1.0 - phis)
+    max_shared = int(np.max(np.round(M)))
+    data = frustration_data(n_classes, per_class, phis, max_shared=max_shared)
+    F, H, S = phis.size, vals.size, seeds.size
+    # flatten the grid: frustration outermost, then value, then seed
+    fi, hi, si = (a.ravel() for a in np.meshgrid(np.arange(F), np.arange(H), np.arange(S),
+                                                 indexing="ij"))  # fmt: skip
+    batch_data = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[fi]), data)
+    keys = jnp.stack([jax.random.PRNGKey(int(seeds[i])) for i in si])
+    batch_vals = jnp.asarray(vals[hi])
+    ts = log_times(1e-2, t1, points)
+
+    def member(d, k, v):
+        return mechanism_member(
+            mech, d, k, None if mech.hyper is None else v, dim=dim, ts=ts, **member_kw
+        )
+
+    start = time.perf_counter()
+    out = jax.block_until_ready(jax.jit(jax.vmap(member))(batch_data, keys, batch_vals))
+    seconds = time.perf_counter() - start
+    res = {k: np.asarray(v).reshape(F, H, S, *np.shape(v)[1:]) for k, v in out.items()}
+    t = np.asarray(ts)
+    res["collapse_time"] = collapse_time(t, res["min_l2"])
+    rates = np.full((F, H, S), np.nan)
+    for idx in np.ndindex(F, H, S):
+        rates[idx] = fit_slow_rate(t, res["min_l2"][idx])
+    res["slow_rate"] = rates
+    res["status"] = classify(t, res["min_l2"], rates)
+    res.update(
+        mechanism=mech.name,
+        hyper=mech.hyper,
+        frustration=phis,
+        shared=np.asarray(data.shared_total).reshape(F),
+        values=vals,
+        seeds=seeds,
+        t=t,
+        seconds=seconds,
+        n_classes=n_classes,
+        per_class=per_class,
+        dim=dim,
+    )
+    return res
+
+
+def classify(t, min_l2, slow_rate, *, collapse_fraction: float = 1e-2) -> np.ndarray:
+    """``"collapsed"`` / ``"separated"`` / ``"decaying"`` per member (module docstring)."""
+    t = np.asarray(t)
+    ct = collapse_time(t, min_l2, collapse_fraction)
+    rate = np.asarray(slow_rate)
+    steady = np.isfinite(rate) & (rate * t[-1] > -1.0)
+    return np.where(np.isfinite(ct), "collapsed", np.where(steady, "separated", "decaying"))
+
+
+def separation_table(results: dict) -> list[dict]:
+    """One row per mechanism and hyper-parameter value: where it keeps a finite separation.
+
+    ``separated_up_to`` is the largest ratio `phi` such that every member at every ratio up to
+    it is ``"separated"`` (``None`` if already the smallest ratio is not); ``separated_at``
+    lists the ratios where all seeds are separated; ``final_min_l2_ratio`` the seed-median of
+    final / initial MinL2 per ratio.
+    """
+    rows = []
+    for name, r in results.items():
+        for h, v in enumerate(r["values"]):
+            ok = np.all(r["status"][:, h, :] == "separated", axis=-1)
+            upto = None
+            for phi, good in zip(r["frustration"], ok, strict=True):
+                if not good:
+                    break
+                upto = float(phi)
+            ratio = r["min_l2"][:, h, :, -1] / r["min_l2"][:, h, :, 0]
+            rows.append(
+                {
+                    "mechanism": name,
+                    "hyper": r["hyper"],
+                    "value": None if np.isnan(v) else float(v),
+                    "separated_up_to": upto,
+                    "separated_at": [
+                        float(p) for p, g in zip(r["frustration"], ok, strict=True) if g
+                    ],  # fmt: skip
+                    "status": [list(s) for s in r["status"][:, h, :]],
+                    "final_min_l2_ratio": np.median(ratio, axis=-1).tolist(),
+                    "slow_rate": np.median(r["slow_rate"][:, h, :], axis=-1).tolist(),
+                    "final_accuracy": np.median(r["accuracy"][:, h, :, -1], axis=-1).tolist(),
+                    "frustration": r["frustration"].tolist(),
+                    "shared": r["shared"].tolist(),
+                }
+            )
+    return rows
+
+
+def compare_mechanisms(
+    mechanisms: Sequence[str] | None = None,
+    *,
+    frustration=QUICK["frustration"],
+    seeds=QUICK["seeds"],
+    per_class: int = QUICK["per_class"],
+    dim: int = QUICK["dim"],
+    t1: float = QUICK["t1"],
+    points: int = QUICK["points"],
+    values: dict | None = None,
+    progress=None,
+) -> dict:
+    """:func:`mechanism_sweep` for every mechanism (default all of
+    :data:`~collapse_jax.mechanisms.MECHANISMS`) and the :func:`separation_table`.
+
+    ``values`` maps a mechanism name to its hyper-parameter values (default its ``grid``).
+    Returns ``{"results": name -> sweep dict, "table": rows, "seconds": total,
+    "environment": ...}``.
+    """
+    names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
+    for n in names:
+        get_mechanism(n)
+    values = values or {}
+    results = {}
+    start = time.perf_counter()
+    for n in names:
+        if progress is not None:
+            progress(n)
+        results[n] = mechanism_sweep(
+            n,
+            frustration,
+            values.get(n),
+            seeds,
+            per_class=per_class,
+            dim=dim,
+            t1=t1,
+            points=points,
+        )
+    return {
+        "results": results,
+        "table": separation_table(results),
+        "seconds": time.perf_counter() - start,
+        "environment": environment(),
+    }
+
+
+# --- fixed points and linear stability ------------------------------------------------------
+
+
+def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7, **kwargs):
+    """Steady state reached from ``state0`` and its Jacobian spectrum (host, float64).
+
+    :func:`~collapse_jax.find_steady_state` on the mechanism's field (integrate, polish,
+    refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum of the
+    autodiff Jacobian of the field (correct for held-slot fields, MODEL.md §3). Returns
+    ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``,
+    ``residual``, ``max_real`` (largest real part), ``zero_modes`` (`|lambda| <= zero_tol`),
+    ``n_variables``, ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
+
+    Closed forms exist for ``mse`` (MODEL.md §2) and ``ema``
+    (:func:`~collapse_jax.mechanisms.ema_bias_matrix`; both linear, so the spectrum is the
+    same at every state) and for the fixed points of ``simsiam`` (MODEL.md §3, P2: `W` has
+    eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points,
+    with `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
+    """
+    from .spectral import asymmetry_norm, eigenvalues, jacobian
+    from .steady import find_steady_state
+
+    mech = get_mechanism(mechanism)
+    args = mech.args(data.matrix(), value)
+    field = mech.field()
+    st = find_steady_state(field, state0, args, zero_tol=zero_tol, **kwargs)
+    J = jacobian(field, st.state, args)
+    ev = eigenvalues(J)
+    residual = st.residual_after if st.status == "fixed-point" else st.residual_before
+    return {
+        "mechanism": mech.name,
+        "value": value,
+        "status": st.status,
+        "min_l2": float(min_l2(st.state.y)),
+        "residual": float(residual),
+        "max_real": float(ev.real.max()),
+        "zero_modes": int(np.sum(np.abs(ev) <= zero_tol)),
+        "n_variables": int(J.shape[0]),
+        "asymmetry_norm": asymmetry_norm(J),
+        "eigenvalues": ev,
+        "t": float(st.t),
+        "state": st.state,
+    }
+
+
+# --- discrete training (optax) --------------------------------------------------------------
+
+
+def train_mechanism(
+    mechanism,
+    data,
+    state0,
+    optimizer,
+    *,
+    steps: int,
+    dt: float,
+    value=None,
+    batch_size: int | None = None,
+    key=None,
+    save_every: int = 1,
+):
+    """Discrete training of a mechanism with an optax optimiser, on the same loss as its flow.
+
+    The gradient is that of :func:`~collapse_jax.fields.training_loss` (``lax.stop_gradient``
+    on the held slot for stop-gradient and EMA mechanisms). The EMA target is not trained: after
+    each update `y_ema <- y_ema + (dt / tau_ema)(y - y_ema)` (explicit Euler of its relaxation
+    with the pre-update `y`; ``dt`` is the flow time one step stands for, the learning rate for
+    ``optax.sgd``), so weight decay never acts on it. Minibatch noise: with ``batch_size`` `b`,
+    every step keeps each row of `A` with probability `b/N` and rescales it by `N/b` (an
+    unbiased estimate of the full-batch gradient); step `j` uses ``fold_in(key, j)``.
+
+    Returns ``(steps_saved, states)`` like :func:`collapse_jax.train`. `jit`/`vmap`-able over
+    ``data`` (frustration masks) and ``value``.
+    """
+    import optax
+
+    from .fields import training_loss
+
+    mech = get_mechanism(mechanism)
+    if steps % save_every:
+        raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
+    if batch_size is not None and key is None:
+        raise ValueError("train_mechanism: batch_size needs a PRNG key (key=...)")
+    args = mech.args(data.matrix(), value)
+    grad = jax.grad(training_loss(mech.loss, stop_gradient=mech.stop_gradient))
+    N = args.A.shape[0]
+
+    def one(carry, _):
+        z, opt_state, j = carry
+        a = args
+        if batch_size is not None:
+            keep = jax.random.bernoulli(jax.random.fold_in(key, j), batch_size / N, (N,))
+            a = a._replace(A=args.A * keep[:, None].astype(args.A.dtype) * (N / batch_size))
+        g = grad(z, a)
+        if mech.ema:
+            g = g._replace(y_ema=jnp.zeros_like(z.y_ema))
+        updates, opt_state = optimizer.update(g, opt_state, z)
+        z1 = optax.apply_updates(z, updates)
+        if mech.ema:
+            rate = dt / args.params["tau_ema"]
+            z1 = z1._replace(y_ema=z.y_ema + rate * (z.y - z.y_ema))
+        return (z1, opt_state, j + 1), None
+
+    def block(carry, _):
+        carry, _ = jax.lax.scan(one, carry, None, length=save_every)
+        return carry, carry[0]
+
+    carry0 = (state0, optimizer.init(state0), jnp.asarray(0, jnp.int32))
+    _, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
+    states = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a], axis=0), state0, states)
+    return jnp.arange(0, steps + 1, save_every), states
+
+
+def default_optimizers(lr: float = 5e-3) -> dict:
+    """Optimisers of :func:`training_comparison`: ``name -> (optax transform, dt, batch)``.
+
+    All stand for the same flow time per step (`dt = lr`): plain gradient descent
+    (``gd``), heavy-ball momentum 0.9 at learning rate `lr (1 - 0.9)` (same terminal
+    velocity), Adam at `lr` (its steps are normalised, so `dt` is nominal), gradient descent
+    with decoupled weight decay `1e-2` (``optax.add_decayed_weights``), and gradient descent
+    on random half-batches (minibatch noise).
+    """
+    import optax
+
+    return {
+        "gd": (optax.sgd(lr), lr, None),
+        "momentum": (optax.sgd(lr * 0.1, momentum=0.9), lr, None),
+        "adam": (optax.adam(lr), lr, None),
+        "weight_decay": (optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(lr)), lr, None),
+        "minibatch": (optax.sgd(lr), lr, "half"),
+    }
+
+
+def training_comparison(
+    mechanisms: Sequence[str] | None = None,
+    *,
+    frustration=QUICK["frustration"],
+    seed: int = 0,
+    per_class: int = QUICK["per_class"],
+    dim: int = QUICK["dim"],
+    t1: float = 100.0,
+    optimizers: dict | None = None,
+    points: int = 50,
+    progress=None,
+) -> dict:
+    """Discrete training for every mechanism and optimiser over frustration ratios.
+
+    Each (mechanism, optimiser) is one ``jit(vmap)`` of :func:`train_mechanism` over the
+    ratios (default hyper-parameter, one seed), run for `t1 / dt` steps; members are
+    classified like the flow (:func:`classify`, with `t = step dt`). Returns
+    ``{"rows": [...], "seconds": ...}``; each row holds the mechanism, optimiser, ratios,
+    ``status`` per ratio, ``final_min_l2_ratio`` and ``separated_up_to``.
+    """
+    names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
+    optimizers = default_optimizers() if optimizers is None else optimizers
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    M = phis * 3 * per_class / (1.0 - phis)
+    data = frustration_data(3, per_class, phis, max_shared=int(np.max(np.round(M))))
+    rows = []
+    start = time.perf_counter()
+    for name in names:
+        mech = get_mechanism(name)
+        z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, 3, dim)
+        for opt_name, (opt, dt, batch) in optimizers.items():
+            if progress is not None:
+                progress(f"{name}/{opt_name}")
+            steps = int(round(t1 / dt))
+            save_every = max(1, steps // points)
+            steps = save_every * (steps // save_every)
+            bs = None if batch is None else max(1, data.n_samples // 2)
+
+            def run(d, mech=mech, z0=z0, opt=opt, dt=dt, steps=steps, save_every=save_every, bs=bs):
+                _, states = train_mechanism(
+                    mech, d, z0, opt, steps=steps, dt=dt, batch_size=bs,
+                    key=jax.random.PRNGKey(seed + 1), save_every=save_every,
+                )  # fmt: skip
+                return jax.vmap(min_l2)(states.y)
+
+            ml = np.asarray(jax.jit(jax.vmap(run))(data))
+            t = np.arange(ml.shape[-1]) * save_every * dt
+            rates = np.array([fit_slow_rate(t[1:], m[1:]) for m in ml])
+            status = classify(t[1:], ml[:, 1:], rates)
+            upto = None
+            for phi, s in zip(phis, status, strict=True):
+                if s != "separated":
+                    break
+                upto = float(phi)
+            rows.append(
+                {
+                    "mechanism": name,
+                    "optimizer": opt_name,
+                    "frustration": phis.tolist(),
+                    "status": status.tolist(),
+                    "final_min_l2_ratio": (ml[:, -1] / ml[:, 0]).tolist(),
+                    "slow_rate": rates.tolist(),
+                    "separated_up_to": upto,
+                    "steps": steps,
+                    "dt": dt,
+                }
+            )
+    return {"rows": rows, "seconds": time.perf_counter() - start}
