@@ -12,9 +12,10 @@ Classification of a member (documented choice, from `MinL2(t)` at the save times
 
 * ``"collapsed"``: MinL2 fell below ``collapse_fraction`` (1e-2) of its start
   (:func:`~collapse_jax.sweep.collapse_time` is finite);
-* ``"separated"``: it did not, and the late log-slope (:func:`~collapse_jax.fit_slow_rate` over
-  the last decade of times where MinL2 is above :data:`RATE_FLOOR` of its start) times the horizon is above ``-1`` (less than one e-fold of decay
-  at the final rate over the whole run: a finite separation, or a growing one);
+* ``"separated"``: it did not, and the late log-slope (:func:`~collapse_jax.fit_slow_rate`
+  over the last decade of times where MinL2 is above :data:`RATE_FLOOR` of its start) times
+  the horizon is above ``-1`` (less than one e-fold of decay at the final rate over the whole
+  run: a finite separation, or a growing one);
 * ``"decaying"``: neither within the horizon (slow collapse still under way).
 """
 
