@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -279,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Picard iterations a window (default %(default)s)",
     )
     _add_teacher_student_parser(sub)
+    _add_mechanisms_parser(sub)
     return p
 
 
@@ -861,6 +863,9 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
 
 
 def _print_human(command, out):
+    if command == "mechanisms":
+        _print_mechanisms(out)
+        return
     if command == "teacher-student":
         _print_teacher_student(out)
         return
@@ -1242,6 +1247,122 @@ def _print_teacher_student(out):
         print(f"figure: {out['figure']}")
 
 
+# --- collapse-prevention mechanisms (issue 9) ------------------------------------------------
+
+
+def _mechanism_list(text):
+    from .mechanisms import MECHANISMS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in MECHANISMS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"--only takes a comma-separated list of {sorted(MECHANISMS)}, got {text!r}"
+        )
+    return names
+
+
+def _add_mechanisms_parser(sub):
+    mp = sub.add_parser(
+        "mechanisms",
+        help="compare collapse-prevention mechanisms: flow sweep, table, figures, optax training",
+    )
+    mp.add_argument("--out", default="results/mechanisms", help="output folder (created)")
+    mp.add_argument(
+        "--quick", action="store_true", help="small grid (K=3, n=6, d=4, 3 ratios, 1 seed)"
+    )
+    mp.add_argument("--only", type=_mechanism_list, default=None, help="e.g. mse,simsiam")
+    mp.add_argument(
+        "--no-training", action="store_true", help="skip the discrete (optax) comparison"
+    )
+    mp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    mp.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def _cmd_mechanisms(args, progress):
+    import os
+
+    from .comparison import FULL, QUICK, compare_mechanisms, training_comparison
+    from .plots import mechanism_phase_figure, mechanism_summary_figure
+
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {args.out!r} cannot be created: {err.strerror}") from None
+    grid = dict(QUICK if args.quick else FULL)
+
+    def note(name):
+        if progress:
+            print(f"running {name} ...", file=sys.stderr)
+
+    comp = compare_mechanisms(args.only, progress=note, **grid)
+    figures = {}
+    for name, res in comp["results"].items():
+        figures[name] = mechanism_phase_figure(res, os.path.join(args.out, f"{name}.png"))
+    figures["summary"] = mechanism_summary_figure(
+        comp["results"], os.path.join(args.out, "summary.png")
+    )
+    training = None
+    if not args.no_training:
+        training = training_comparison(
+            args.only,
+            frustration=grid["frustration"],
+            per_class=grid["per_class"],
+            dim=grid["dim"],
+            progress=note,
+        )
+    results = {
+        name: {
+            "hyper": r["hyper"],
+            "values": r["values"],
+            "frustration": r["frustration"],
+            "shared": r["shared"],
+            "final_min_l2": r["min_l2"][..., -1],
+            "initial_min_l2": r["min_l2"][..., 0],
+            "final_accuracy": r["accuracy"][..., -1],
+            "collapse_time": r["collapse_time"],
+            "slow_rate": r["slow_rate"],
+            "status": r["status"],
+            "failed_members": int(np.sum(r["result"] != 0)),
+            "diagnostics": {k[5:]: r[k] for k in r if k.startswith("diag_")},
+            "seconds": r["seconds"],
+        }
+        for name, r in comp["results"].items()
+    }
+    out = {
+        "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in grid.items()},
+        "n_classes": 3,
+        "table": comp["table"],
+        "results": results,
+        "training": training,
+        "figures": figures,
+        "seconds": comp["seconds"] + (training["seconds"] if training else 0.0),
+    }
+    path = os.path.join(args.out, "mechanisms.json")
+    with open(path, "w") as f:
+        json.dump(_jsonable(out), f, allow_nan=False, indent=1)
+    out["file"] = path
+    return out
+
+
+def _fmt_range(upto):
+    return "none" if upto is None else f"phi <= {upto:g}"
+
+
+def _print_mechanisms(out):
+    print("mechanism            hyper          separated (flow)   final MinL2/initial per phi")
+    for r in out["table"]:
+        hyper = "-" if r["hyper"] is None else f"{r['hyper']}={r['value']:g}"
+        ratios = " ".join(f"{v:.2e}" for v in r["final_min_l2_ratio"])
+        print(f"{r['mechanism']:<20} {hyper:<14} {_fmt_range(r['separated_up_to']):<18} {ratios}")
+    print(f"phi = {out['table'][0]['frustration']}, shared M = {out['table'][0]['shared']}")
+    if out["training"]:
+        print("discrete training (optax), separated range per optimiser:")
+        for r in out["training"]["rows"]:
+            print(f"  {r['mechanism']:<15} {r['optimizer']:<13} {_fmt_range(r['separated_up_to'])}")
+    print(f"figures and mechanisms.json in {os.path.dirname(out['file'])} ({out['seconds']:.1f} s)")
+
+
 COMMANDS = {
     "spectrum": _cmd_spectrum,
     "simulate": _cmd_simulate,
@@ -1250,6 +1371,7 @@ COMMANDS = {
     "dmft": _cmd_dmft,
     "teacher-student": _cmd_teacher_student,
     "fixed-point": _cmd_fixed_point,
+    "mechanisms": _cmd_mechanisms,
 }
 
 

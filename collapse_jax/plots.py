@@ -11,6 +11,8 @@ __all__ = [
     "phase_diagram_figure",
     "teacher_student_figure",
     "plot_projection_comparison",
+    "mechanism_phase_figure",
+    "mechanism_summary_figure",
 ]
 
 
@@ -241,3 +243,94 @@ def plot_projection_comparison(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _value_label(res, v) -> str:
+    return "(no hyper-parameter)" if res["hyper"] is None else f"{res['hyper']} = {v:g}"
+
+
+def mechanism_phase_figure(res: dict, path, *, floor: float = 1e-12) -> str:
+    """Phase diagram of one mechanism (issue 9): one curve per hyper-parameter value.
+
+    ``res`` is a :func:`~collapse_jax.comparison.mechanism_sweep` dict. Panels: (a) final
+    MinL2 / initial MinL2 vs frustration ratio (seed median; below ``floor`` drawn at it);
+    (b) late log-slope of MinL2 (0: a finite separation, < 0: collapsing, > 0: growing);
+    (c) final clean-sample accuracy (not drawn once collapsed to round-off); (d) RankMe of
+    the final clean-sample embeddings (MODEL.md §5).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    phi = res["frustration"]
+    for h, v in enumerate(res["values"]):
+        color, style = f"C{h}", ("-o", "--s", ":^", "-.v")[h % 4]
+        label = _value_label(res, v)
+        ratio = np.median(res["min_l2"][:, h, :, -1] / res["min_l2"][:, h, :, 0], axis=-1)
+        axes[0].semilogy(phi, np.clip(ratio, floor, None), style, color=color, label=label)
+        axes[1].plot(phi, np.median(res["slow_rate"][:, h], axis=-1), style, color=color,
+                     label=label)  # fmt: skip
+        axes[2].plot(phi, _finite_rows(res["accuracy"][:, h, :, -1], np.mean), style,
+                     color=color, label=label, mfc="none")  # fmt: skip
+        axes[3].plot(phi, np.median(res["diag_rankme"][:, h], axis=-1), style, color=color,
+                     label=label)  # fmt: skip
+    axes[0].axhline(1e-2, color="0.3", lw=0.8, ls=":", label="collapse threshold 1e-2")
+    axes[0].set_ylabel("final MinL2 / initial MinL2")
+    axes[0].set_title("(a) class separation at the horizon")
+    axes[1].axhline(0.0, color="0.3", lw=0.8)
+    axes[1].set_ylabel("late rate d log MinL2 / dt")
+    axes[1].set_title("(b) late collapse rate")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_ylabel("final accuracy (clean samples)")
+    axes[2].set_title("(c) accuracy (not drawn once collapsed)")
+    axes[3].set_ylabel("RankMe of final clean samples")
+    axes[3].set_title("(d) effective rank (MODEL.md §5)")
+    for ax in axes:
+        ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"mechanism '{res['mechanism']}': K={res['n_classes']}, n={res['per_class']}, "
+        f"d={res['dim']}, {len(res['seeds'])} seed(s), t1={res['t'][-1]:.3g}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def mechanism_summary_figure(results: dict, path, *, floor: float = 1e-12) -> str:
+    """All mechanisms side by side (issue 9), each at its default hyper-parameter value.
+
+    Panels: (a) final / initial MinL2 vs frustration ratio; (b) MinL2(t) / MinL2(0) at the
+    largest ratio (first seed).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    styles = ("-o", "--s", ":^", "-.v", "-D", "--x", ":P", "-.*")
+    for k, (name, res) in enumerate(results.items()):
+        from .mechanisms import get_mechanism
+
+        default = get_mechanism(name).default
+        h = 0 if default is None else int(np.argmin(np.abs(res["values"] - default)))
+        label = name if res["hyper"] is None else f"{name} ({res['hyper']}={res['values'][h]:g})"
+        style, color = styles[k % len(styles)], f"C{k}"
+        ratio = np.median(res["min_l2"][:, h, :, -1] / res["min_l2"][:, h, :, 0], axis=-1)
+        axes[0].semilogy(res["frustration"], np.clip(ratio, floor, None), style, color=color,
+                         label=label)  # fmt: skip
+        traj = res["min_l2"][-1, h, 0] / res["min_l2"][-1, h, 0, 0]
+        axes[1].loglog(res["t"], np.clip(traj, floor, None), style[:-1] or "-", color=color,
+                       label=label)  # fmt: skip
+    axes[0].axhline(1e-2, color="0.3", lw=0.8, ls=":", label="collapse threshold")
+    axes[0].set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+    axes[0].set_ylabel("final MinL2 / initial MinL2")
+    axes[0].set_title("(a) which mechanisms keep a finite separation")
+    last = next(iter(results.values()))
+    axes[1].set_xlabel("time t")
+    axes[1].set_ylabel("MinL2(t) / MinL2(0)")
+    axes[1].set_title(rf"(b) trajectories at $\varphi = {last['frustration'][-1]:.3g}$")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"collapse-prevention mechanisms, K={last['n_classes']}, n={last['per_class']}, "
+                 f"d={last['dim']}")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -313,3 +313,26 @@ def test_fixed_point_analysis(name):
         assert out["min_l2"] < 1e-6
     else:
         assert out["min_l2"] > 1e-2
+
+
+def test_cli_mechanisms_rejects_unknown_names_in_one_line(capsys):
+    from collapse_jax.cli import main
+
+    assert main(["mechanisms", "--only", "mse,nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--only" in err[0] and "nope" in err[0]
+
+
+@pytest.mark.slow
+def test_cli_mechanisms_quick_json(tmp_path, capsys):
+    import json
+
+    from collapse_jax.cli import main
+
+    argv = ["mechanisms", "--quick", "--only", "mse,simsiam", "--no-training", "--json"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["mechanism"]: r for r in out["table"]}
+    assert rows["mse"]["separated_up_to"] == 0.0
+    assert rows["simsiam"]["separated_up_to"] == 0.25
+    assert (tmp_path / "summary.png").exists() and (tmp_path / "mechanisms.json").exists()
