@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import numpy as np
 
@@ -78,8 +79,10 @@ class ReproduceConfig(NamedTuple):
             included); ``sweep_seeds`` seeds each.
         integrated_sweep: also run the sweep with diffrax on ``integrated_sweep`` ratios
             (0: skip) and compare its rates with the exact path.
-        projection_sweep_frustration, projection_sweep_seeds, projection_sweep_t1,
-            projection_sweep_per_class: the projection-model sweep (if available).
+        projection_sweep: run the projection-model sweep where
+            ``collapse_jax.sweep.projection_sweep`` exists;
+            ``projection_sweep_frustration``, ``projection_sweep_seeds``,
+            ``projection_sweep_t1``, ``projection_sweep_per_class``: its sizes.
         ts_frustration, ts_seeds, ts_t1: teacher-student runs (MODEL.md §4 defaults
             otherwise: `D = 100, P = 400, p = 5`).
         diagnostics_dim, diagnostics_t1, diagnostics_points: the embedding runs whose sample
@@ -100,6 +103,7 @@ class ReproduceConfig(NamedTuple):
     sweep_frustration: tuple[float, float, int] = (0.0, 0.5, 16)
     sweep_seeds: int = 4
     integrated_sweep: int = 0
+    projection_sweep: bool = True
     projection_sweep_frustration: tuple[float, float, int] = (0.0, 0.3, 4)
     projection_sweep_seeds: int = 2
     projection_sweep_t1: float = 1e3
@@ -260,13 +264,26 @@ def _img(path: str, caption: str) -> str:
 # --- 1. embedding model -----------------------------------------------------------------------
 
 
+@eqx.filter_jit
+def _path_metrics(ys, data):
+    # one compiled function instead of dozens of eagerly dispatched (and compiled) ops
+    from .metrics import embedding_metrics
+
+    return jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+
+
+@eqx.filter_jit
+def _exact_path(z, data, ts):
+    """MinL2 (round-off free) and clean-sample accuracy on the exact sector solution."""
+    from .exact import exact_min_l2, exact_solution
+
+    return exact_min_l2(z, data, ts), _path_metrics(exact_solution(z, data, ts), data)["accuracy"]
+
+
 def _embedding(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     from . import (
         embedding_loss,
-        embedding_metrics,
         embedding_spectrum_report,
-        exact_min_l2,
-        exact_solution,
         init_embedding_state,
         lambda_pm,
         log_times,
@@ -288,12 +305,11 @@ def _embedding(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     log("  diffrax Kvaerno5 (implicit) vs the exact sector solution ...")
     start = time.perf_counter()
     sol = simulate(field, z, data.matrix(), ts=ts)
-    met = jax.vmap(lambda s: embedding_metrics(s, data))(sol.ys)
-    ml_num = np.asarray(met["min_l2"])
+    ml_num = np.asarray(_path_metrics(sol.ys, data)["min_l2"])
     sim_seconds = time.perf_counter() - start
     t = np.asarray(ts)
-    ml = np.asarray(exact_min_l2(z, data, ts))
-    ml0 = np.asarray(exact_min_l2(z0, data0, ts))
+    ml, acc = (np.asarray(a) for a in _exact_path(z, data, ts))
+    ml0, acc0 = (np.asarray(a) for a in _exact_path(z0, data0, ts))
     resolved = ml > 1e-6 * ml[0]
     rel_err = np.abs(ml_num / ml - 1.0)
     max_rel = float(np.max(rel_err[resolved]))
@@ -304,12 +320,6 @@ def _embedding(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     slow0 = fit_slow_rate(t, ml0)
     # accuracy on the exact path (MODEL.md §2: it rises during the fast alignment, then stays
     # 1 until MinL2 reaches the round-off floor, where it stops being defined)
-    acc = np.asarray(
-        jax.vmap(lambda s: embedding_metrics(s, data))(exact_solution(z, data, ts))["accuracy"]
-    )
-    acc0 = np.asarray(
-        jax.vmap(lambda s: embedding_metrics(s, data0))(exact_solution(z0, data0, ts))["accuracy"]
-    )
     full = np.flatnonzero(acc == 1.0)
     t_full = float(t[full[0]]) if full.size else float("nan")
     after = acc[full[0] :] if full.size else acc[:0]
@@ -582,34 +592,45 @@ def _fig_spectra(path: Path, rep: dict, rep0: dict, M: int) -> str:
 # --- 2. projection model ----------------------------------------------------------------------
 
 
+@eqx.filter_jit
+def _projection_run(data, z, ts, stop_gradient: bool):
+    """``simulate_projection`` (reduced path) and the metrics of every saved state, compiled
+    as one function."""
+    from .metrics import projection_metrics, roundoff_floor
+    from .projection import simulate_projection
+
+    run = simulate_projection(data, z, stop_gradient=stop_gradient, ts=ts)
+    met = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
+    met["roundoff_floor"] = jax.vmap(roundoff_floor)(run.states.y)
+    return run._replace(solution=None), met
+
+
 def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     from . import (
         init_projection_state,
         log_times,
-        projection_metrics,
-        simulate_projection,
         standard_data,
     )
     from .integrate import result_name
-    from .metrics import roundoff_floor
     from .spectral import omega_max_eigenvalue
     from .steady import classify_starts, projection_fixed_point
 
     S = "projection"
     K, n, M, d = cfg.classes, cfg.per_class, cfg.shared, cfg.dim
     bound = n / (n + M)
-    data, data0 = standard_data(K, n, M), standard_data(K, n, 0)
+    # M = 0 keeps the M shared rows, inactive (weight 0: no force on or from them), so both
+    # runs start from the same state and share every compiled function
+    data, data0 = standard_data(K, n, M), standard_data(K, n, 0, max_shared=M)
     key = jax.random.PRNGKey(cfg.projection_seed)
     z = init_projection_state(key, data.n_samples, K, d)
-    z0 = init_projection_state(key, data0.n_samples, K, d)
+    z0 = z
     ts = log_times(cfg.t_min, cfg.projection_t1, cfg.points)
     t = np.asarray(ts)
     traj = {}
     for sg in (False, True):
         log(f"  trajectory on the reduced path, stop_gradient={sg} ...")
         start = time.perf_counter()
-        run = simulate_projection(data, z, stop_gradient=sg, ts=ts)
-        met = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
+        run, met = _projection_run(data, z, ts, sg)
         W = np.asarray(run.states.W)
         traj[sg] = {
             "min_l2": np.asarray(met["min_l2"]),
@@ -620,7 +641,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
             "result": result_name(run.result),
             "seconds": time.perf_counter() - start,
             "final_x": np.asarray(run.states.x[-1]),
-            "roundoff_floor": float(roundoff_floor(run.states.y[-1])),
+            "roundoff_floor": float(met["roundoff_floor"][-1]),
         }
     fps = {}
     for label, dd, zz, sg in (
@@ -783,7 +804,8 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         f"`spec Ω(W) ⊂ [0, n/(n+M)] = [0, {bound:.6g}]` holds along both trajectories (max "
         f"{fmt_value(omega_traj)}) and at the fixed point "
         f"({fmt_value(cons['omega_max_eigenvalue'])}), so `δy = 0` is forced. "
-        "With `M = 0` the bound is 1 and is reached "
+        "With `M = 0` (the same start, its shared rows switched off) the bound is 1 and is "
+        "reached "
         f"({fmt_value(cons0['omega_max_eigenvalue'])}): the conservative fixed point keeps "
         f"MinL2 = {fmt_value(cons0['min_l2'])} (branch `{cons0['branch']}`).",
         f"- **P2, with stop-gradient: separation survives.** The stop-gradient flow ends on "
@@ -1052,7 +1074,10 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
             f"- **Integrated sweep** (diffrax Kvaerno5, {phis_i.size} ratios x 2 seeds): "
             f"slow-rate fit within {fmt_error(np.nanmax(rel_i))} of `lambda+`.",
         )
-    if hasattr(sweep_mod, "projection_sweep"):
+    if not cfg.projection_sweep:
+        numbers["projection"] = None
+        body.append("- **Projection-model sweep**: not run (switched off in this configuration).")
+    elif hasattr(sweep_mod, "projection_sweep"):
         section_p = _projection_sweep(cfg, out, log, sweep_mod)
         body += section_p.body
         figures += section_p.figures
@@ -1357,15 +1382,23 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
 # --- 5. diagnostics --------------------------------------------------------------------------
 
 
+@eqx.filter_jit
+def _exact_diagnostics(z, data, ts):
+    """``trajectory_diagnostics`` of the clean samples (the shared ones have no class) along
+    the exact path; one compiled function (eagerly the vmapped ops compile one by one)."""
+    from .diagnostics import trajectory_diagnostics
+    from .exact import exact_solution
+
+    return trajectory_diagnostics(exact_solution(z, data, ts), data, include_shared=False)
+
+
 def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     from . import (
         diagnose,
-        exact_solution,
         init_embedding_state,
         lambda_pm,
         log_times,
         standard_data,
-        trajectory_diagnostics,
     )
     from .metrics import fit_slow_rate
 
@@ -1379,9 +1412,7 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         log(f"  diagnostics along the exact embedding path, M={m}, d={d} ...")
         data = standard_data(K, n, m)
         z = init_embedding_state(key, data.n_samples, K, d)
-        ys = exact_solution(z, data, ts)
-        # clean samples only (the shared ones have no class): one shape, one compile
-        out_m = trajectory_diagnostics(ys, data, include_shared=False)
+        out_m = _exact_diagnostics(z, data, ts)
         traj[m] = {k: np.asarray(v) for k, v in out_m.items()}
     lp = float(lambda_pm(n, float(M))[0])
     ml_means = traj[M]["min_l2_class_means"]
