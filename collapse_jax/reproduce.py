@@ -178,9 +178,10 @@ class Check(NamedTuple):
     """One verification: a measured quantity against its reference.
 
     ``error`` is ``|measured - reference|`` (``kind="abs"``), the same divided by
-    ``|reference|`` (``"rel"``), or a bound violation (``"bound"``: how far ``measured``
-    exceeds ``reference``, 0 when inside); for an ``"outcome"`` (a classification) it is 0
-    when the outcome matches and 1 otherwise.
+    ``|reference|`` (``"rel"``), or a bound violation: how far ``measured`` exceeds
+    ``reference`` (``"bound"``, an upper bound) or falls short of it (``"bound_below"``), 0
+    inside; for an ``"outcome"`` (a classification) it is 0 when the outcome matches and 1
+    otherwise. A check passes when its error is finite and at most ``tolerance``.
     """
 
     section: str
@@ -1074,24 +1075,28 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
             f"- **Integrated sweep** (diffrax Kvaerno5, {phis_i.size} ratios x 2 seeds): "
             f"slow-rate fit within {fmt_error(np.nanmax(rel_i))} of `lambda+`.",
         )
-    if not cfg.projection_sweep:
-        numbers["projection"] = None
-        body.append("- **Projection-model sweep**: not run (switched off in this configuration).")
-    elif hasattr(sweep_mod, "projection_sweep"):
-        section_p = _projection_sweep(cfg, out, log, sweep_mod)
-        body += section_p.body
-        figures += section_p.figures
-        checks += section_p.checks
-        numbers["projection"] = section_p.numbers
-    else:
-        numbers["projection"] = None
-        body.append(
-            "- **Projection-model sweep: skipped.** This version of `collapse_jax.sweep` has no "
-            "`projection_sweep`; the frustration sweep with and without stop-gradient appears "
-            "here once it does."
-        )
-        log("  projection sweep skipped: collapse_jax.sweep has no projection_sweep")
+    section_p = _projection_sweep_or_note(cfg, out, log, sweep_mod)
+    body += section_p.body
+    figures += section_p.figures
+    checks += section_p.checks
+    numbers["projection"] = section_p.numbers
     return Section(S, body, figures, checks, numbers)
+
+
+def _projection_sweep_or_note(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:
+    """The projection-model sweep where ``sweep_mod`` has ``projection_sweep``, else a note."""
+    if not cfg.projection_sweep:
+        note = "- **Projection-model sweep**: not run (switched off in this configuration)."
+        return Section("sweep", [note], [], [], None)
+    if hasattr(sweep_mod, "projection_sweep"):
+        return _projection_sweep(cfg, out, log, sweep_mod)
+    log("  projection sweep skipped: collapse_jax.sweep has no projection_sweep")
+    note = (
+        "- **Projection-model sweep: skipped.** This version of `collapse_jax.sweep` has no "
+        "`projection_sweep`; the frustration sweep with and without stop-gradient appears "
+        "here once it does."
+    )
+    return Section("sweep", [note], [], [], None)
 
 
 def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:

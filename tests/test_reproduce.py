@@ -28,7 +28,8 @@ SMALL = rp.ReproduceConfig(
     points=60,
     sweep_frustration=(0.0, 0.3, 4),
     sweep_seeds=2,
-    projection_sweep=False,
+    projection_sweep_frustration=(0.0, 0.3, 4),
+    projection_sweep_seeds=2,
 )
 
 
@@ -65,10 +66,56 @@ def _rows(report):
     return rows
 
 
+def _fake_projection_sweep(
+    frustration, seeds, *, stop_gradient, n_classes, per_class, dim, ts
+) -> SweepResult:
+    """Stands in for ``collapse_jax.sweep.projection_sweep`` (being added on another branch):
+    known arrays, so the report must state exactly these collapsed fractions. Without
+    stop-gradient every frustrated member collapses; with it, one of 6 does."""
+    phis = np.asarray(frustration)
+    F, S, T = phis.size, seeds, len(ts)
+    decay = np.exp(-np.linspace(0, 40, T))
+    ml = np.ones((F, S, T)) if stop_gradient else np.broadcast_to(decay, (F, S, T)).copy()
+    ml[0] = 1.0  # phi = 0 never collapses
+    if stop_gradient:
+        ml[-1, 0] = decay
+    nan = np.full((F, S, T), np.nan)
+    return SweepResult(
+        phis,
+        np.arange(S),
+        np.asarray(ts),
+        np.round(phis * n_classes * per_class / (1 - phis)),
+        ml,
+        np.ones((F, S, T)),
+        nan,
+        nan,
+        np.zeros((F, S), np.int32),
+        {
+            "n_classes": n_classes,
+            "per_class": per_class,
+            "dim": dim,
+            "stop_gradient": stop_gradient,
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    """The embedding and sweep sections at small sizes (about 20 s, most of it compiling),
+    with the stand-in projection sweep."""
+    from collapse_jax import sweep as sweep_mod
+
     out = tmp_path_factory.mktemp("reproduce")
-    res = rp.reproduce(out, config=SMALL, sections=("embedding", "sweep"))
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(kwargs["stop_gradient"])
+        return _fake_projection_sweep(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_mod, "projection_sweep", fake, raising=False)
+        res = rp.reproduce(out, config=SMALL, sections=("embedding", "sweep"))
+    assert calls == [False, True]
     return out, res, json.load(open(res["numbers"]))
 
 
@@ -87,7 +134,31 @@ def test_small_run_embeds_every_figure_and_passes(small_run):
     env = nb["environment"]
     assert f"jax {jax.__version__}" in report and env["backend"] in report
     assert nb["config"]["sweep_seeds"] == 2 and nb["mode"] == "custom"
-    assert "Projection-model sweep**: not run" in report
+
+
+def test_small_run_reports_the_projection_sweep_it_was_given(small_run):
+    """Where ``collapse_jax.sweep.projection_sweep`` exists the sweep section runs it for both
+    fields and reports what it returned (here the stand-in's known arrays)."""
+    _, res, nb = small_run
+    report = open(res["report"]).read()
+    assert "sweep_projection.png" in report and "skipped" not in report
+    p = nb["sections"]["sweep"]["projection"]
+    # 3 frustrated ratios x 2 seeds: all collapse without, 1 of 6 with stop-gradient
+    assert p["collapsed_fraction_conservative"] == 1.0
+    assert p["collapsed_fraction_stop_gradient"] == pytest.approx(1 / 6)
+    assert "without stop-gradient 1 of the frustrated members" in report
+    assert f"with stop-gradient {rp.fmt_value(1 / 6)}" in report
+    rows = {c["what"]: c for c in nb["checks"]}
+    assert any(k.startswith("projection sweep without") and c["passed"] for k, c in rows.items())
+
+
+def test_projection_sweep_is_skipped_with_a_note_where_it_does_not_exist(tmp_path, monkeypatch):
+    from collapse_jax import sweep as sweep_mod
+
+    monkeypatch.delattr(sweep_mod, "projection_sweep", raising=False)
+    section = rp._projection_sweep_or_note(SMALL, tmp_path, lambda msg: None, sweep_mod)
+    assert section.figures == [] and section.checks == [] and section.numbers is None
+    assert "skipped" in section.body[0] and "projection_sweep" in section.body[0]
 
 
 def test_small_run_slow_rate_matches_library_and_closed_form(small_run):
@@ -142,52 +213,6 @@ def test_small_run_sweep_rates_match_closed_form(small_run):
     assert np.all(np.abs(fit[0]) < 1e-9)  # phi = 0: no collapse
     rel = np.max(np.abs(fit[1:] / pred[1:, None] - 1))
     assert s["slow_rate_max_rel_error"] == pytest.approx(rel, rel=1e-9, abs=1e-15)
-
-
-def test_projection_sweep_section_reports_what_the_sweep_returned(tmp_path, monkeypatch):
-    """Where ``collapse_jax.sweep.projection_sweep`` exists (the other branch adds it) the sweep
-    section runs it for both fields; here a stand-in returns known arrays, and the collapsed
-    fractions and the figure in the report must be exactly those."""
-    from collapse_jax import sweep as sweep_mod
-
-    calls = []
-
-    def fake_projection_sweep(frustration, seeds, *, stop_gradient, n_classes, per_class, dim, ts):
-        calls.append(stop_gradient)
-        phis = np.asarray(frustration)
-        F, S, T = phis.size, seeds, len(ts)
-        start = np.ones((F, S, 1))
-        decay = np.exp(-np.linspace(0, 40, T))[None, None, :]
-        ml = start * (np.ones_like(decay) if stop_gradient else decay)
-        ml[0] = 1.0  # phi = 0 never collapses
-        if stop_gradient:
-            ml[-1, 0] = decay[0, 0]  # one frustrated member that does collapse
-        nan = np.full((F, S, T), np.nan)
-        return SweepResult(
-            phis,
-            np.arange(S),
-            np.asarray(ts),
-            np.array([0.0, 3.0, 8.0, 13.0])[:F],
-            ml,
-            np.ones((F, S, T)),
-            nan,
-            nan,
-            np.zeros((F, S), np.int32),
-            {"n_classes": n_classes, "per_class": per_class, "dim": dim},
-        )
-
-    monkeypatch.setattr(sweep_mod, "projection_sweep", fake_projection_sweep, raising=False)
-    cfg = SMALL._replace(projection_sweep=True)
-    res = rp.reproduce(tmp_path, config=cfg, sections=("sweep",))
-    assert calls == [False, True]
-    report = _check_figures_embedded(tmp_path, res)
-    assert "sweep_projection.png" in report
-    p = json.load(open(res["numbers"]))["sections"]["sweep"]["projection"]
-    # 3 frustrated ratios x 2 seeds: all collapse without, 1 of 6 with stop-gradient
-    assert p["collapsed_fraction_conservative"] == 1.0
-    assert p["collapsed_fraction_stop_gradient"] == pytest.approx(1 / 6)
-    assert "without stop-gradient 1 of the frustrated members" in report
-    assert f"with stop-gradient {rp.fmt_value(1 / 6)}" in report
 
 
 def test_unknown_section_is_an_error(tmp_path):
