@@ -1174,7 +1174,8 @@ def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Sectio
         f"stop-gradient {fmt_value(frac_cons)} of the frustrated members collapse; with "
         f"stop-gradient {fmt_value(frac_sg)}.",
         _img(fig, "phase diagram of the projection model with and without stop-gradient"),
-        "(a) MinL2 at the final time against `φ`: without stop-gradient every frustrated "
+        "(a) MinL2 at the final time against `φ` (each seed; line: median): without "
+        "stop-gradient every frustrated "
         "member collapses (P1), with stop-gradient the separation survives (P2); (b) final "
         "nearest-label accuracy of clean samples (`ŷ = W x`; without stop-gradient it is "
         "undefined once MinL2 reaches round-off and is not drawn).",
@@ -1194,14 +1195,9 @@ def _fig_projection_sweep(path: Path, runs: dict, ts) -> str:
         phi = r.frustration
         final = np.clip(r.min_l2[..., -1], floor, None)
         for j in range(final.shape[1]):
-            axes[0].semilogy(phi, final[:, j], ".", color=color, alpha=0.5)
-        axes[0].semilogy(
-            phi,
-            np.exp(np.mean(np.log(final), axis=1)),
-            "-o",
-            color=color,
-            label=f"{label} (geometric mean over seeds)",
-        )
+            axes[0].semilogy(phi, final[:, j], "o", color=color, mfc="none", alpha=0.7,
+                             label=f"{label} (each seed)" if j == 0 else None)  # fmt: skip
+        axes[0].semilogy(phi, np.median(final, axis=1), "-", color=color, lw=1.5)
         acc = r.accuracy[..., -1]
         defined = np.isfinite(acc)
         mean_acc = np.nansum(acc, axis=1) / np.maximum(defined.sum(axis=1), 1)
@@ -1212,12 +1208,16 @@ def _fig_projection_sweep(path: Path, runs: dict, ts) -> str:
             color=color,
             label=f"{label} (mean over seeds where defined)",
         )
+    axes[0].axhspan(floor / 10, 1e-12, color="0.9", zorder=0,
+                    label="below 1e-12: zero to float64 round-off")  # fmt: skip
     axes[0].axhline(floor, color="0.5", ls=":", lw=1, label=f"values below {floor:g} drawn here")
     axes[0].set_ylabel(f"MinL2 at t = {float(np.asarray(ts)[-1]):g} (embedding units)")
     axes[0].set_title("(a) final class separation")
     axes[1].set_ylabel("final nearest-label accuracy, clean samples (fraction)")
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_title("(b) final accuracy (ŷ = W x)")
+    axes[1].text(0.02, 0.35, "without stop-gradient the accuracy is undefined\n(not drawn) where "
+                 "MinL2 is at round-off", transform=axes[1].transAxes, fontsize=8)  # fmt: skip
     for ax in axes:
         ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
         ax.legend(fontsize=8)
