@@ -281,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_teacher_student_parser(sub)
     _add_mechanisms_parser(sub)
+    _add_reproduce_parser(sub)
     return p
 
 
@@ -866,6 +867,9 @@ def _print_human(command, out):
     if command == "mechanisms":
         _print_mechanisms(out)
         return
+    if command == "reproduce":
+        _print_reproduce(out)
+        return
     if command == "teacher-student":
         _print_teacher_student(out)
         return
@@ -1363,6 +1367,88 @@ def _print_mechanisms(out):
     print(f"figures and mechanisms.json in {os.path.dirname(out['file'])} ({out['seconds']:.1f} s)")
 
 
+# --- reproduce (issue 8) ---------------------------------------------------------------------
+
+
+def _sections(text):
+    from .reproduce import SECTIONS
+
+    names = [s.strip().replace("-", "_") for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SECTIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"--sections must be a comma-separated list of {', '.join(SECTIONS)}, got {text!r}"
+        )
+    return names
+
+
+def _add_reproduce_parser(sub):
+    rp = sub.add_parser(
+        "reproduce", help="every figure of the paper's story and a written report (report.md)"
+    )
+    rp.add_argument(
+        "--out", default="results", help="output folder (default %(default)s); created if needed"
+    )
+    rp.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: a few minutes on a 2-core CPU (default: the full run, sized for an "
+        "accelerator)",
+    )
+    rp.add_argument(
+        "--sections",
+        type=_sections,
+        default=None,
+        metavar="A,B",
+        help="run only these sections (embedding, projection, sweep, teacher_student, "
+        "diagnostics; default all)",
+    )
+    rp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    rp.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _cmd_reproduce(args, progress):
+    import os
+
+    from .reproduce import SECTIONS, reproduce
+
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out!r} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out!r} cannot be created: {err.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out!r} is not writable")
+    command = "collapse-jax reproduce" + (" --quick" if args.quick else "")
+    if args.sections is not None:
+        command += " --sections " + ",".join(args.sections)
+    res = reproduce(
+        out,
+        quick=args.quick,
+        sections=args.sections or SECTIONS,
+        progress=progress,
+        command=command,
+    )
+    res["all_passed"] = res["failed"] == 0 and not res["errors"]
+    return res
+
+
+def _print_reproduce(out):
+    print(f"report:  {out['report']} ({out['seconds']:.1f} s)")
+    print(f"numbers: {out['numbers']}")
+    print("figures:")
+    for f in out["figures"]:
+        print(f"  {f}")
+    print(f"verifications: {out['passed']} passed, {out['failed']} failed")
+    for c in out["checks"]:
+        if not c["passed"]:
+            print(f"  FAILED: {c['what']}: measured {c['measured']}, error {c['error']}")
+    for name, msg in out["errors"].items():
+        print(f"  section {name} did not run: {msg}")
+
+
 COMMANDS = {
     "spectrum": _cmd_spectrum,
     "simulate": _cmd_simulate,
@@ -1372,6 +1458,7 @@ COMMANDS = {
     "teacher-student": _cmd_teacher_student,
     "fixed-point": _cmd_fixed_point,
     "mechanisms": _cmd_mechanisms,
+    "reproduce": _cmd_reproduce,
 }
 
 
