@@ -1042,6 +1042,7 @@ def _cmd_sweep(args, progress):
                 stop_gradient=sg,
                 rule=args.rule,
                 path=args.path,
+                progress_meter=_progress_meter(progress),
                 **grid,
             )
             for sg in (args.stop_gradient, not args.stop_gradient)

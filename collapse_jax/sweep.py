@@ -321,6 +321,7 @@ def projection_member(
     atol: float = PROJECTION_SWEEP_ATOL,
     max_steps: int = 200_000,
     solver=None,
+    progress_meter=None,
 ):
     """One sweep member of the projection model (MODEL.md §3): metrics at ``ts``.
 
@@ -339,6 +340,7 @@ def projection_member(
         atol=atol,
         max_steps=max_steps,
         solver=solver,
+        progress_meter=progress_meter,
     )
     m = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
     return {
@@ -368,13 +370,16 @@ def projection_sweep(
     atol: float = PROJECTION_SWEEP_ATOL,
     max_steps: int = 200_000,
     solver=None,
+    progress_meter=None,
 ) -> SweepResult:
     """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
 
     Same grid, sharding, result type and file format as :func:`embedding_sweep`; each member
     is :func:`projection_member` (reduced path by default: its cost does not grow with
     ``per_class``). Run it twice (``stop_gradient=False/True``) for the phase diagram of
-    :func:`~collapse_jax.plots.phase_diagram_figure`.
+    :func:`~collapse_jax.plots.phase_diagram_figure`. ``progress_meter`` (e.g.
+    ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax
+    reduces over the ``vmap``).
     """
     ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
 
@@ -390,6 +395,7 @@ def projection_sweep(
             atol=atol,
             max_steps=max_steps,
             solver=solver,
+            progress_meter=progress_meter,
         )
 
     metadata = {
