@@ -1280,8 +1280,42 @@ def _add_mechanisms_parser(sub):
     mp.add_argument(
         "--no-training", action="store_true", help="skip the discrete (optax) comparison"
     )
+    mp.add_argument(
+        "--fixed-points",
+        action="store_true",
+        help="only the fixed-point / linear-stability analysis (K=3, n=6, d=4, phi = 0, 0.1; "
+        "about 1 min): status, residual, max Re J, zero modes vs prediction",
+    )
     mp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     mp.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def _cmd_mechanism_fixed_points(args, progress):
+    from .comparison import fixed_point_analysis
+
+    def note(name):
+        if progress:
+            print(f"fixed point {name} ...", file=sys.stderr)
+
+    start = time.perf_counter()
+    rows = fixed_point_analysis(args.only, progress=note)
+    return {
+        "fixed_points": rows,
+        "setup": {"n_classes": 3, "per_class": 6, "dim": 4, "seed": 0, "t_max": 1e4},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _print_mechanism_fixed_points(out):
+    print("mechanism      phi   M status          t        residual  max Re J   zero (pred)  MinL2")
+    for r in out["fixed_points"]:
+        pred = "-" if r["zero_modes_predicted"] is None else str(r["zero_modes_predicted"])
+        print(
+            f"{r['mechanism']:<14} {r['frustration']:<5g} {r['shared']:<2d}"
+            f"{r['status']:<15} {r['t']:<8.3g} {r['residual']:<9.2e} {r['max_real']:<10.2e}"
+            f" {r['zero_modes']:>3d} ({pred:>3})    {r['min_l2']:.4g}"
+        )
+    print(f"({out['seconds']:.1f} s)")
 
 
 def _cmd_mechanisms(args, progress):
@@ -1290,6 +1324,8 @@ def _cmd_mechanisms(args, progress):
     from .comparison import FULL, QUICK, compare_mechanisms, training_comparison
     from .plots import mechanism_phase_figure, mechanism_summary_figure
 
+    if args.fixed_points:
+        return _cmd_mechanism_fixed_points(args, progress)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as err:
@@ -1355,6 +1391,9 @@ def _fmt_range(upto):
 
 
 def _print_mechanisms(out):
+    if "fixed_points" in out:
+        _print_mechanism_fixed_points(out)
+        return
     print("mechanism            hyper          separated (flow)   final MinL2/initial per phi")
     for r in out["table"]:
         hyper = "-" if r["hyper"] is None else f"{r['hyper']}={r['value']:g}"

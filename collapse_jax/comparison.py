@@ -44,6 +44,9 @@ __all__ = [
     "compare_mechanisms",
     "separation_table",
     "mechanism_fixed_point",
+    "predicted_zero_modes",
+    "fixed_point_analysis",
+    "finite_difference_jacobian",
     "train_mechanism",
     "training_comparison",
     "default_optimizers",
@@ -346,6 +349,171 @@ def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7,
         "t": float(st.t),
         "state": st.state,
     }
+
+
+def _components(A) -> int:
+    """Connected components of the bipartite sample-label graph (edges `A_ic > 0`); an
+    inactive row or an unused label is a component of its own."""
+    A = np.asarray(A) > 0
+    N, K = A.shape
+    parent = list(range(N + K))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i, c in zip(*np.nonzero(A), strict=True):
+        parent[find(int(i))] = find(N + int(c))
+    return len({find(a) for a in range(N + K)})
+
+
+def _rank(a, rel=1e-8) -> int:
+    a = np.asarray(a)
+    return int(np.linalg.matrix_rank(a, tol=rel * max(1.0, float(np.abs(a).max()))))
+
+
+def _predictor_residual_rank(x, y, W, A) -> int:
+    """Rank of the Jacobian of the residuals `(W x_i - y_c, y_c - x_i)` over active pairs,
+    with respect to `(x, y, W)` (built by hand, not from the field)."""
+    N, d = x.shape
+    K = y.shape[0]
+    n_var = N * d + K * d + d * d
+    rows = []
+    eye = np.eye(d)
+    for i, c in zip(*np.nonzero(np.asarray(A) > 0), strict=True):
+        r1 = np.zeros((d, n_var))  # d(W x_i - y_c) = W dx_i + dW x_i - dy_c
+        r1[:, i * d : (i + 1) * d] = W
+        r1[:, N * d + c * d : N * d + (c + 1) * d] = -eye
+        r1[:, N * d + K * d :] = np.kron(eye, x[i][None, :])  # row-major dW
+        r2 = np.zeros((d, n_var))  # d(y_c - x_i)
+        r2[:, N * d + c * d : N * d + (c + 1) * d] = eye
+        r2[:, i * d : (i + 1) * d] = -eye
+        rows += [r1, r2]
+    return _rank(np.concatenate(rows), 1e-9)
+
+
+def predicted_zero_modes(mechanism, state, data) -> tuple[int | None, str]:
+    """Zero-mode count of the Jacobian at a fixed point, predicted without the field.
+
+    Returns ``(count, why)``; ``count`` is ``None`` where there is no prediction
+    (``infonce``: no fixed point; ``vicreg``: numerical only, see docs/mechanisms.md).
+
+    * ``mse``, ``ema``: the field is linear and the fixed points are the states where every
+      connected component of the sample-label graph (edges `A_ic > 0`) sits at one point
+      (for ``ema`` also `y_ema = y`): `d x components`. Standard data: `K d` at `M = 0`
+      (one translation per class: the conserved bias), `d` at `M > 0` (global translation).
+    * ``predictor`` (conservative, P1): fixed points are zero-loss states
+      `W x_i = y_c = x_i`; zero modes = kernel of the residual Jacobian
+      (``n_variables - rank``, built by hand). It is `d^2` when the distinct label points
+      are linearly independent or collapsed, `d^2 + (K - k) k` when `K` labels span only
+      `k` dimensions (standard data, `M = 0`, `W = I` on their span).
+    * ``simsiam``, ``ema_predictor``: the manifold of MODEL.md §3 (P3),
+      `d^2 + (N - rank X)(d - rank W)` (the EMA copy adds no zero mode: `y_ema = y` is fixed
+      by its relaxation at rate `1/tau_ema`).
+    Every count contains the rotations `x -> R x, y -> R y (, W -> R W R^T)`, `d(d-1)/2`
+    directions, where the fixed point is not rotation-invariant.
+    """
+    mech = get_mechanism(mechanism)
+    A = np.asarray(data.matrix())
+    x = np.asarray(state.x)
+    N, d = x.shape
+    if mech.name in ("mse", "ema"):
+        comp = _components(A)
+        return d * comp, f"d x components of the sample-label graph = {d} x {comp}"
+    if mech.name == "predictor":
+        y, W = np.asarray(state.y), np.asarray(state.W)
+        n_var = N * d + y.size + W.size
+        rank = _predictor_residual_rank(x, y, W, A)
+        k = _rank(y)
+        return n_var - rank, (
+            f"zero-loss manifold W x_i = y_c = x_i: {n_var} variables - residual rank {rank} "
+            f"(labels span {k} dims; d^2 = {d * d})"
+        )
+    if mech.name in ("simsiam", "ema_predictor"):
+        active = np.max(A, axis=1) > 0
+        rx, rw = _rank(x[active]), _rank(np.asarray(state.W))
+        n_act = int(active.sum())
+        inactive = (N - n_act) * d  # an inactive sample feels no force
+        count = d * d + (n_act - rx) * (d - rw) + inactive
+        return count, f"d^2 + (N - rank X)(d - rank W) = {d * d} + ({n_act} - {rx})({d} - {rw})"
+    if mech.name == "vicreg":
+        return None, "numerical only: d translations + flat directions of the statistics"
+    return None, "no fixed point expected (the separation grows)"
+
+
+def finite_difference_jacobian(field, state, args, h: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the flattened field (the independent reference for
+    every Jacobian the toolkit reports; `2 n` field evaluations)."""
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(state)
+    f = jax.jit(lambda v: ravel_pytree(field(0.0, unravel(v), args))[0])
+    v0 = np.asarray(flat)
+    J = np.empty((v0.size, v0.size))
+    for k in range(v0.size):
+        e = np.zeros_like(v0)
+        e[k] = h
+        J[:, k] = (np.asarray(f(v0 + e)) - np.asarray(f(v0 - e))) / (2 * h)
+    return J
+
+
+def fixed_point_analysis(
+    mechanisms: Sequence[str] | None = None,
+    *,
+    frustration=(0.0, 0.1),
+    n_classes: int = 3,
+    per_class: int = 6,
+    dim: int = 4,
+    seed: int = 0,
+    t_max: float = 1e4,
+    zero_tol: float = 1e-7,
+    progress=None,
+) -> list[dict]:
+    """:func:`mechanism_fixed_point` for every mechanism (default hyper-parameters) and
+    frustration ratio, with :func:`predicted_zero_modes`.
+
+    `M = round(phi K n / (1 - phi))` active shared samples (no inactive rows). One row per
+    (mechanism, ratio): ``mechanism``, ``frustration``, ``shared``, ``status``, ``t``,
+    ``residual``, ``max_real``, ``zero_modes``, ``zero_modes_predicted`` (``None`` where
+    there is no prediction), ``zero_modes_why``, ``min_l2``, ``n_variables``,
+    ``asymmetry_norm``, ``smallest_nonzero`` (smallest `|lambda|` above ``zero_tol``).
+    """
+    from .data import standard_data
+
+    names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
+    rows = []
+    for phi in np.atleast_1d(np.asarray(frustration, np.float64)):
+        M = int(round(phi * n_classes * per_class / (1.0 - phi)))
+        data = standard_data(n_classes, per_class, M)
+        for name in names:
+            if progress is not None:
+                progress(f"{name} phi={phi:g}")
+            mech = get_mechanism(name)
+            z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, n_classes, dim)
+            out = mechanism_fixed_point(mech, data, z0, zero_tol=zero_tol, t_max=t_max)
+            pred, why = predicted_zero_modes(mech, out["state"], data)
+            mod = np.abs(out["eigenvalues"])
+            rows.append(
+                {
+                    "mechanism": name,
+                    "frustration": float(phi),
+                    "shared": M,
+                    "status": out["status"],
+                    "t": out["t"],
+                    "residual": out["residual"],
+                    "max_real": out["max_real"],
+                    "zero_modes": out["zero_modes"],
+                    "zero_modes_predicted": pred,
+                    "zero_modes_why": why,
+                    "min_l2": out["min_l2"],
+                    "n_variables": out["n_variables"],
+                    "asymmetry_norm": out["asymmetry_norm"],
+                    "smallest_nonzero": float(np.min(mod[mod > zero_tol])),
+                }
+            )
+    return rows
 
 
 # --- discrete training (optax) --------------------------------------------------------------
