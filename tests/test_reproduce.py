@@ -69,9 +69,9 @@ def _rows(report):
 def _fake_projection_sweep(
     frustration, seeds, *, stop_gradient, n_classes, per_class, dim, ts
 ) -> SweepResult:
-    """Stands in for ``collapse_jax.sweep.projection_sweep`` (being added on another branch):
-    known arrays, so the report must state exactly these collapsed fractions. Without
-    stop-gradient every frustrated member collapses; with it, one of 6 does."""
+    """Stands in for ``collapse_jax.sweep.projection_sweep``: known arrays, so the report must
+    state exactly these collapsed fractions. Without stop-gradient every frustrated member
+    collapses; with it, one of 6 does."""
     phis = np.asarray(frustration)
     F, S, T = phis.size, seeds, len(ts)
     decay = np.exp(-np.linspace(0, 40, T))
@@ -89,6 +89,7 @@ def _fake_projection_sweep(
         np.ones((F, S, T)),
         nan,
         nan,
+        np.zeros((F, S), np.int32),
         np.zeros((F, S), np.int32),
         {
             "n_classes": n_classes,
