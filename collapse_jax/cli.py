@@ -285,6 +285,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _name_list(flag, text, allowed):
+    """A non-empty comma-separated list of names out of ``allowed`` (argparse type)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or any(n not in allowed for n in names):
+        raise argparse.ArgumentTypeError(
+            f"{flag} must be a comma-separated list of {', '.join(allowed)}, got {text!r}"
+        )
+    return names
+
+
 def _frustration_range(text):
     parts = text.split(":")
     try:
@@ -357,8 +367,6 @@ def _check_model(args):
         )
     if args.command == "dmft" and args.model != "projection":
         raise UsageError("dmft solves the projection model: use --model projection")
-    if args.command == "sweep" and args.model == "projection" and args.method == "exact":
-        args.method = "integrate"  # the projection model has no closed form: always integrated
     if args.command == "fixed-point" and args.model != "projection":
         raise UsageError(
             f"fixed-point analyses the projection model (MODEL.md §3), got --model {args.model}"
@@ -1258,13 +1266,7 @@ def _print_teacher_student(out):
 def _mechanism_list(text):
     from .mechanisms import MECHANISMS
 
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in MECHANISMS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"--only takes a comma-separated list of {sorted(MECHANISMS)}, got {text!r}"
-        )
-    return names
+    return _name_list("--only", text, sorted(MECHANISMS))
 
 
 def _add_mechanisms_parser(sub):
@@ -1413,13 +1415,7 @@ def _print_mechanisms(out):
 def _sections(text):
     from .reproduce import SECTIONS
 
-    names = [s.strip().replace("-", "_") for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in SECTIONS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"--sections must be a comma-separated list of {', '.join(SECTIONS)}, got {text!r}"
-        )
-    return names
+    return _name_list("--sections", text.replace("-", "_"), SECTIONS)
 
 
 def _add_reproduce_parser(sub):

@@ -87,10 +87,11 @@ class AbstractStageSolveARK(diffrax.AbstractAdaptiveSolver):
             U = flat(self.stage_solve(ti, unravel(R), gamma * h, args))
             kI.append((U - R) / gamma)
             kE.append(flat(explicit.vf_prod(ti, unravel(U), args, control)))
-        k = jnp.stack(kE) + jnp.stack(kI)
+        kE, kI = jnp.stack(kE), jnp.stack(kI)
+        k = kE + kI
         y1 = unravel(y0f + jnp.asarray(explicit_tab.b_sol, y0f.dtype) @ k)
         y_error = unravel(jnp.asarray(explicit_tab.b_error, y0f.dtype) @ k)
-        ks = (jax.vmap(unravel)(jnp.stack(kE)), jax.vmap(unravel)(jnp.stack(kI)))
+        ks = (jax.vmap(unravel)(kE), jax.vmap(unravel)(kI))
         dense_info = dict(y0=y0, y1=y1, k=ks)
         return y1, y_error, dense_info, None, diffrax.RESULTS.successful
 

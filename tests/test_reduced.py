@@ -80,19 +80,27 @@ def _model_md_sg_field(z, K, n, M):
     )
 
 
-def test_reduced_field_is_model_md_equations():
-    K, n, M, d = 3, 5, 2, 4
-    keys = jax.random.split(jax.random.PRNGKey(1), 6)
+def _random_reduced(K, d, seed, lift=False):
+    keys = jax.random.split(jax.random.PRNGKey(seed), 8)
     a = jax.random.normal(keys[4], (d, d))
     b = jax.random.normal(keys[5], (d, d))
-    z = ReducedState(
+    P = jax.random.normal(keys[6], (d, d)) if lift else None
+    PS = jax.random.normal(keys[7], (d, d)) if lift else None
+    return ReducedState(
         jax.random.normal(keys[0], (K, d)),
         jax.random.normal(keys[1], (d,)),
         jax.random.normal(keys[2], (K, d)),
         jax.random.normal(keys[3], (d, d)),
         a @ a.T,
         b @ b.T,
+        P,
+        PS,
     )
+
+
+def test_reduced_field_is_model_md_equations():
+    K, n, M, d = 3, 5, 2, 4
+    z = _random_reduced(K, d, seed=1)
     p = ReducedParams(jnp.asarray(5.0), jnp.asarray(2.0), jnp.asarray(1.0))
     got = reduced_field(stop_gradient=True)(0.0, z, p)
     ref = _model_md_sg_field(z, K, n, M)
@@ -115,24 +123,6 @@ def test_reduced_state_size_does_not_depend_on_n():
         data, z0 = _start(2, n, 1, 3)
         r = reduce_state(z0.x, z0.y, z0.W, 2, n, data.shared_mask)
         assert sum(v.size for v in r if v is not None) == 2 * 2 * 3 + 3 + 3 * 9
-
-
-def _random_reduced(K, d, seed, lift=False):
-    keys = jax.random.split(jax.random.PRNGKey(seed), 8)
-    a = jax.random.normal(keys[4], (d, d))
-    b = jax.random.normal(keys[5], (d, d))
-    P = jax.random.normal(keys[6], (d, d)) if lift else None
-    PS = jax.random.normal(keys[7], (d, d)) if lift else None
-    return ReducedState(
-        jax.random.normal(keys[0], (K, d)),
-        jax.random.normal(keys[1], (d,)),
-        jax.random.normal(keys[2], (K, d)),
-        jax.random.normal(keys[3], (d, d)),
-        a @ a.T,
-        b @ b.T,
-        P,
-        PS,
-    )
 
 
 @pytest.mark.parametrize("stop_gradient", [False, True])
@@ -169,11 +159,9 @@ def test_stage_solve_is_exact_against_the_loss_derived_field(stop_gradient, eta)
 def test_lifted_reduced_path_equals_full_simulation(K, n, M, d, stop_gradient):
     """The default projection path (IMEX on the reduced state, lifted back to every sample)
     against the full model integrated sample by sample with the independent pair loss."""
-    from collapse_jax import simulate_projection
-
     data, z0 = _start(K, n, M, d, seed=3)
     ts = jnp.array([0.5, 2.0, 5.0])
-    run = simulate_projection(data, cj.ProjectionState(*z0), stop_gradient=stop_gradient, ts=ts)
+    run = cj.simulate_projection(data, cj.ProjectionState(*z0), stop_gradient=stop_gradient, ts=ts)
     full = cj.simulate(
         cj.vector_field(full_loss, stop_gradient=stop_gradient),
         z0,
