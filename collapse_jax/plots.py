@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "new_figure",
+    "save_figure",
     "sweep_figure",
     "phase_diagram_figure",
     "teacher_student_figure",
@@ -23,6 +25,40 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(8, 5), **subplots_kw):
+    """A ``matplotlib.figure.Figure`` and its axes, outside pyplot's global state.
+
+    Every figure builder of the package makes its figure here and returns it, so that a caller
+    (or a test) can read the plotted data back from the axes; nothing has to be closed, the
+    figure is garbage-collected like any object. ``subplots_kw`` go to ``Figure.subplots``.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots_kw)
+
+
+def save_figure(fig, path, *, dpi: int = 110) -> str:
+    """Write ``fig`` to ``path`` (format from the suffix) atomically: the image is written
+    under a temporary name in the same folder and renamed, so an interrupted write never
+    leaves a half-written file behind. Creates the parent folder. Returns ``str(path)``."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return str(path)
 
 
 def sweep_figure(result, rates: dict, path) -> str:

@@ -182,6 +182,10 @@ class Check(NamedTuple):
     ``reference`` (``"bound"``, an upper bound) or falls short of it (``"bound_below"``), 0
     inside; for an ``"outcome"`` (a classification) it is 0 when the outcome matches and 1
     otherwise. A check passes when its error is finite and at most ``tolerance``.
+
+    ``basis`` says what the reference is and why it is independent of the computation it
+    checks (a closed form, ``scipy.linalg.expm``, a numpy loop, finite differences, an
+    integration of every sample, ...); the report prints it beside every verification.
     """
 
     section: str
@@ -191,6 +195,7 @@ class Check(NamedTuple):
     error: float
     kind: str
     tolerance: float
+    basis: str = ""
 
     @property
     def passed(self) -> bool:
@@ -200,7 +205,7 @@ class Check(NamedTuple):
         return {**_plain(self._asdict()), "passed": self.passed}
 
 
-def _num(section, what, measured, reference, tol, kind="rel") -> Check:
+def _num(section, what, measured, reference, tol, kind="rel", *, basis: str = "") -> Check:
     m, r = float(measured), float(reference)
     if kind == "rel":
         err = abs(m - r) / abs(r) if r != 0 else abs(m - r)
@@ -214,12 +219,12 @@ def _num(section, what, measured, reference, tol, kind="rel") -> Check:
         raise ValueError(kind)
     if not math.isfinite(m):
         err = float("inf")
-    return Check(section, what, m, r, float(err), kind, float(tol))
+    return Check(section, what, m, r, float(err), kind, float(tol), basis)
 
 
-def _outcome(section, what, measured, expected) -> Check:
+def _outcome(section, what, measured, expected, *, basis: str = "") -> Check:
     err = 0.0 if measured == expected else 1.0
-    return Check(section, what, measured, expected, err, "outcome", 0.0)
+    return Check(section, what, measured, expected, err, "outcome", 0.0, basis)
 
 
 class Section(NamedTuple):
@@ -1743,12 +1748,13 @@ def _environment() -> dict:
 def _check_row(k: int, c: Check) -> str:
     status = "pass" if c.passed else "**FAIL**"
     what = c.what.replace("|", "\\|")  # a pipe would end the table cell
+    basis = (c.basis or "—").replace("|", "\\|")
     if c.kind == "outcome":
-        return f"| {k} | {what} | {c.measured} | {c.reference} | — | — | {status} |"
+        return f"| {k} | {what} | {c.measured} | {c.reference} | {basis} | — | — | {status} |"
     ref = {"bound": "≤ ", "bound_below": "≥ "}.get(c.kind, "") + fmt_value(c.reference)
     kind = {"rel": "relative", "abs": "absolute", "bound": "excess", "bound_below": "shortfall"}
     return (
-        f"| {k} | {what} | {fmt_value(c.measured)} | {ref} | {fmt_error(c.error)} "
+        f"| {k} | {what} | {fmt_value(c.measured)} | {ref} | {basis} | {fmt_error(c.error)} "
         f"({kind[c.kind]}) | {fmt_error(c.tolerance)} | {status} |"
     )
 
@@ -1781,7 +1787,8 @@ def _report(sections: list[Section], checks: list[Check], numbers: dict, command
         + (f" Sections that failed to run: {numbers['errors']}." if numbers["errors"] else ""),
         "",
         _table(
-            "# | verification | measured | reference | error | tolerance | status",
+            "# | verification | measured | reference | reference basis (why independent) "
+            "| error | tolerance | status",
             [_check_row(k, c) for k, c in enumerate(checks, 1)],
         ),
         "",

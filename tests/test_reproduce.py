@@ -129,8 +129,10 @@ def test_small_run_embeds_every_figure_and_passes(small_run):
     assert sorted(rows) == list(range(1, len(res["checks"]) + 1))
     for k, check in enumerate(res["checks"], 1):
         assert rows[k][-1] == "pass"
+        # every verification names its reference and why it is independent
+        assert len(check["basis"]) > 10 and rows[k][3] == check["basis"].replace("|", "\\|")
         if check["kind"] != "outcome":
-            assert rows[k][3].startswith(rp.fmt_error(check["error"]))
+            assert rows[k][4].startswith(rp.fmt_error(check["error"]))
     # versions and device are recorded
     env = nb["environment"]
     assert f"jax {jax.__version__}" in report and env["backend"] in report
