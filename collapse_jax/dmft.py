@@ -1,34 +1,36 @@
-"""Self-consistent (Dyson-type) solution of the projection model (MODEL.md §3, last paragraph).
+"""Self-consistent (Dyson-type) solution of the projection model by windowed Picard iteration.
 
-Split the order parameters of :mod:`collapse_jax.reduced` into the predictor `W` and the rest,
+The equation iterated is written out in ``docs/dmft.md``. In short: split the order parameters
+of :mod:`collapse_jax.reduced` into the predictor `W` and the rest,
 `u = (xbar_c, xbar_S, y_c, C, C_S)`. Given a trajectory `W(t)` the rest obeys *linear*
-equations (stop-gradient field, `G(t) = W(t)^T W(t)`):
+equations (stop-gradient field, `G(t) = W(t)^T W(t)`, shared weight `w`, `M = w m`):
 
-    d xbar_c/dt = -G xbar_c + W^T y_c,      d xbar_S/dt = -K (G xbar_S - W^T ybar),
+    d xbar_c/dt = -G xbar_c + W^T y_c,      d xbar_S/dt = -K w (G xbar_S - W^T ybar),
     d y_c/dt    = -(n+M) y_c + n xbar_c + M xbar_S,
-    dC/dt = -(G C + C G),                    dC_S/dt = -K (G C_S + C_S G),
+    dC/dt = -(G C + C G),                    dC_S/dt = -K w (G C_S + C_S G),
 
 so `u(t) = Phi_W(t, t0) u(t0)` with the time-ordered propagator
 `Phi_W(t, t0) = T exp(int_{t0}^t L(W(s)) ds)`. Integrating `u` out leaves one closed equation for
 `W` with memory,
 
-    dW/dt = -W S[Phi_W u(t0)](t) + B[Phi_W u(t0)](t),
+    dW/dt = -W S_W(t) + B_W(t),  i.e.
+    W(t) = W(t0) U_W(t, t0)^T + int_{t0}^t B_W(s) U_W(t, s)^T ds,
 
 `S = n (C + sum_c xbar_c xbar_c^T) + K M (C_S + xbar_S xbar_S^T)`, `B = n sum_c y_c xbar_c^T +
-K M ybar xbar_S^T`: the right-hand side at time `t` depends on the whole history of `W` since
-`t0` through `Phi_W`. (The conservative field has the same structure, with `G + I` and the
-extra terms of MODEL.md §3.)
+K M ybar xbar_S^T` evaluated on `Phi_W u(t0)`, and `d/dt U_W(t, s) = -S_W(t) U_W(t, s)`: the
+right-hand side at time `t` depends on the whole history of `W` since `t0`. The unknown
+iterated is `W` itself, not its Gram matrix. (The conservative field has the same structure,
+with `G + I`; see the docs page.)
 
 **Solver.** The equation is solved by Picard iteration on consecutive windows of length
 ``window``: on each window, (i) propagate `u` given the current iterate `W^(k)(t)`, (ii) solve
 the linear `W` equation given that `u(t)`, giving `W^(k+1)(t)`, until
 `max_t |W^(k+1) - W^(k)| < tol` on the window's check points. Both sub-solves are diffrax
-solves with dense (solver-order) interpolation, which carries the iterate between them: MODEL.md
-§3 records that linear interpolation on a grid left 6e-4 error. A whole-interval iteration
-diverges (with `W` frozen the `(xbar, y)` equations are unstable whenever a singular value of
-`W` on the bias directions is below `n/(n+M)`, and the stop-gradient fixed point sits on that
-edge), so windows must be short; a window that does not converge is reported with its last
-change, never silently accepted.
+solves with dense (solver-order) interpolation, which carries the iterate between them. A
+whole-interval iteration diverges (with `W` frozen the `(xbar, y)` equations are unstable
+whenever `W` scales a bias direction by less than `n/(n+M)`, and the stop-gradient fixed point
+sits on that edge), so windows must be short; a window that does not converge is reported
+with its last change, never silently accepted.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class DMFTResult(NamedTuple):
         converged: every window converged.
         message: why not, when not.
         seconds: wall time (compilation included).
+        w_dense: with ``keep_dense=True``, the converged iterate `W(t)` of each reported
+            window as a diffrax dense solution (``w_dense[i].evaluate(t)`` for
+            ``t`` in ``[t[i], t[i+1]]``), so that the fixed-point map can be re-evaluated
+            on it; ``None`` otherwise.
     """
 
     t: np.ndarray
@@ -71,6 +77,7 @@ class DMFTResult(NamedTuple):
     converged: bool
     message: str
     seconds: float
+    w_dense: tuple | None = None
 
 
 class _UField(eqx.Module):
@@ -145,7 +152,7 @@ def _make_window(stop_gradient, solver, rtol, atol, max_steps, tol, max_iter, n_
         )
         u_sol = solve(u_term, z0, t0, t1, (w_sol, p))
         z1 = u_sol.evaluate(t1)._replace(W=w_sol.evaluate(t1))
-        return z1, k, change, ok & (u_sol.result == diffrax.RESULTS.successful)
+        return z1, k, change, ok & (u_sol.result == diffrax.RESULTS.successful), w_sol
 
     return window
 
@@ -164,6 +171,7 @@ def solve_dmft(
     n_check: int = 8,
     solver: diffrax.AbstractSolver | None = None,
     max_steps: int = 4096,
+    keep_dense: bool = False,
 ) -> DMFTResult:
     """Solve the self-consistent equation for `W(t)` on `[0, t1]` by windowed Picard iteration.
 
@@ -174,6 +182,11 @@ def solve_dmft(
         tol: convergence threshold on `max |W^(k+1) - W^(k)|` at ``n_check`` points a window.
         max_iter: iterations a window before it is declared not converged.
         rtol, atol, solver: of the two sub-solves (default Tsit5; the sub-problems are linear).
+        keep_dense: keep each window's converged `W` iterate (``DMFTResult.w_dense``; each
+            holds ``max_steps`` dense steps, so lower ``max_steps`` for long runs).
+
+    The equation iterated, the propagators and the map `W -> W_new` are written out in
+    ``docs/dmft.md``.
 
     The loop stops at the first window that does not converge (or whose sub-solve fails) and
     says so in ``message``.
@@ -189,11 +202,11 @@ def solve_dmft(
     start = time.perf_counter()
     edges = np.arange(0.0, t1, window)
     edges = np.append(edges, t1) if edges[-1] < t1 else edges
-    states, iters, changes = [z0], [], []
+    states, iters, changes, dense = [z0], [], [], []
     converged, message = True, ""
     z = z0
     for a, b in zip(edges[:-1], edges[1:], strict=True):
-        z, k, change, ok = step(z, jnp.asarray(a), jnp.asarray(b), params)
+        z, k, change, ok, w_sol = step(z, jnp.asarray(a), jnp.asarray(b), params)
         iters.append(int(k))
         changes.append(float(change))
         if not bool(ok) or not np.isfinite(float(change)):
@@ -212,6 +225,8 @@ def solve_dmft(
             )
             break
         states.append(z)
+        if keep_dense:
+            dense.append(w_sol)
     t = edges[: len(states)]
     stacked = jax.tree.map(lambda *v: np.stack([np.asarray(a) for a in v]), *states)
     return DMFTResult(
@@ -223,4 +238,5 @@ def solve_dmft(
         converged=converged,
         message=message,
         seconds=time.perf_counter() - start,
+        w_dense=tuple(dense) if keep_dense else None,
     )
