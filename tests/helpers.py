@@ -63,3 +63,31 @@ def projection_field_reference(x, y, W, A, stop_gradient=False):
                 dy[c] += a * e  # predictor term, live y
                 dx[i] -= a * (x[i] - y[c])  # direct term, live x
     return dx, dy, dW
+
+
+def capture_figures(monkeypatch):
+    """Record every ``(figure, path)`` that goes through ``collapse_jax.plots.save_figure``
+    (the file is still written), so a test can read back what a command plotted."""
+    import collapse_jax.plots as plots
+
+    saved = []
+    real = plots.save_figure
+
+    def save(fig, path, **kw):
+        saved.append((fig, str(path)))
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(plots, "save_figure", save)
+    return saved
+
+
+def line_by_label(ax, label):
+    """The one line of ``ax`` with legend label ``label``, as an ``(n, 2)`` array."""
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    assert len(lines) == 1, (label, [ln.get_label() for ln in ax.get_lines()])
+    return np.asarray(lines[0].get_xydata())
+
+
+def assert_axes_labelled(fig):
+    for ax in fig.axes:
+        assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), ax.get_title()

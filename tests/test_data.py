@@ -29,11 +29,21 @@ def test_frustration_rule_reports_its_M(rule):
     M_exact = phis * K * n / (1 - phis)
     expected = np.round(M_exact) if rule == "round" else M_exact
     np.testing.assert_allclose(np.asarray(data.shared_total), expected, rtol=1e-14)
-    # realised frustration ratio M / (K n + M)
-    assert data.matrix  # fixed shape: one alignment matrix per ratio through vmap
-    A = jax.vmap(lambda d: d.matrix())(data)
+    # fixed shape: one alignment matrix per ratio through vmap, each the definition's
+    A = np.asarray(jax.vmap(lambda d: d.matrix())(data))
     assert A.shape == (4, K * n + 12, K)
-    np.testing.assert_allclose(np.asarray(A[:, K * n :, 0].sum(1)), expected, rtol=1e-14)
+    np.testing.assert_allclose(A[:, K * n :, 0].sum(1), expected, rtol=1e-14)
+    for i, M in enumerate(expected):
+        ref = np.zeros((K * n + 12, K))
+        ref[: K * n] = alignment_reference(K, n, 0)  # clean samples: one class each
+        if rule == "round":  # round(M) shared rows of weight 1, the rest inactive (zero)
+            ref[K * n : K * n + int(M)] = 1.0
+        else:  # spread: all 12 shared rows active, each of weight M / 12
+            ref[K * n :] = M / 12
+        np.testing.assert_allclose(A[i], ref, rtol=1e-14, atol=0)
+    if rule == "spread":  # the realised frustration ratio M / (K n + M) is the requested one
+        M_real = A[:, K * n :, 0].sum(1)
+        np.testing.assert_allclose(M_real / (K * n + M_real), phis, rtol=1e-14, atol=1e-16)
 
 
 @pytest.mark.parametrize(

@@ -43,13 +43,22 @@ def _min_l2_rel_errors(K, n, M, d, depths):
 # The step-size controller bounds each step's error by rtol |y| with |y| = O(1) (the label
 # positions), and at rtol = 1e-13 that is also float64 round-off (rtol = 1e-14 makes the
 # controller thrash). MinL2 is a small difference of those positions, so its relative error
-# grows as it falls. Measured at depth 1e-6 of the start: 4e-9 (3,5,2,2), 6e-11 (3,6,0,2),
-# 1.9e-7 (4,3,1,2), 4.7e-7 (2,1,1,1); at depth 1e-5 every case is below 3e-8.
-@pytest.mark.parametrize("K,n,M,d", [(3, 5, 2, 2), (3, 6, 0, 2), (4, 3, 1, 2), (2, 1, 1, 1)])
-def test_diffrax_matches_exact_sector_solution(K, n, M, d):
+# grows as it falls. Tolerances are 10x the errors measured per case (at depth 1e-5 / 1e-6 of
+# the start): (3,5,2,2) 2.2e-9 / 4.3e-9, (3,6,0,2) 6.5e-11 / 6.5e-11, (4,3,1,2) 3.0e-8 /
+# 1.9e-7, (2,1,1,1) 1.0e-8 / 4.7e-7.
+@pytest.mark.parametrize(
+    "K,n,M,d,tol_5,tol_6",
+    [
+        (3, 5, 2, 2, 2e-8, 5e-8),
+        (3, 6, 0, 2, 7e-10, 7e-10),
+        (4, 3, 1, 2, 3e-7, 2e-6),
+        (2, 1, 1, 1, 1e-7, 5e-6),
+    ],
+)
+def test_diffrax_matches_exact_sector_solution(K, n, M, d, tol_5, tol_6):
     err_5, err_6 = _min_l2_rel_errors(K, n, M, d, [1e-5, 1e-6])
-    assert err_5 < 1e-7
-    assert err_6 < 1e-6
+    assert err_5 < tol_5
+    assert err_6 < tol_6
 
 
 def test_late_slope_is_lambda_plus_and_frustration_free_run_keeps_separation():
@@ -57,9 +66,10 @@ def test_late_slope_is_lambda_plus_and_frustration_free_run_keeps_separation():
     for M in (2, 0):
         data, z0, sol = _run(K, n, M, d)
         ml = np.asarray(jax.vmap(cj.min_l2)(sol.ys.y))
-        lp = float(cj.lambda_pm(n, M)[0])
+        lp = 0.5 * (-(n + M + 1) + np.sqrt((n + M + 1) ** 2 - 4 * M))  # closed form
         if M > 0:
-            np.testing.assert_allclose(cj.fit_slow_rate(TS, ml), lp, rtol=0.02)
+            # fit on the integrated path at default tolerances: measured 8.5e-8
+            np.testing.assert_allclose(cj.fit_slow_rate(TS, ml), lp, rtol=1e-6)
         else:
             assert lp == 0.0
             late = ml[TS > 100]

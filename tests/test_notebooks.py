@@ -11,10 +11,9 @@ import os
 import re
 from pathlib import Path
 
+import nbclient  # a missing dependency fails the suite: no notebook may be skipped silently
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 #: Executed by the default suite (about 9 s); the others run with ``-m slow`` (7-27 s each,
