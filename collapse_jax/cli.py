@@ -383,7 +383,9 @@ def _check_model(args):
     if getattr(args, "solver", "") is None:
         reduced = args.model == "projection" and args.path == "reduced"
         args.solver = "kencarp" if reduced else "kvaerno5"
-    if getattr(args, "figure", None) is not None and args.model != "projection":
+    # simulate's --figure compares projection runs (teacher-student draws its own run)
+    simulate_figure = args.command == "simulate" and getattr(args, "figure", None) is not None
+    if simulate_figure and args.model != "projection":
         raise UsageError("--figure compares stop-gradient runs: it needs --model projection")
     if hasattr(args, "t_max") and args.horizon > args.t_max:
         raise UsageError(f"--horizon must be <= --t-max={args.t_max}, got {args.horizon}")
@@ -731,38 +733,20 @@ def _load_labels(path, n_samples):
 
 
 def _spectrum_plot(path, out):
-    import matplotlib
+    from .plots import save_figure, spectrum_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = np.asarray(out["singular_values"], dtype=np.float64)
-    lam = s**2 / out["n_samples"]
-    k = np.arange(1, lam.size + 1)
-    pos = lam > 0
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    if pos.any():
-        ax.loglog(k[pos], lam[pos], "o-", ms=3, label="covariance eigenvalues")
-        alpha = out["alpha_req"]
-        lo, hi = out.get("alpha_req_fit_range", (1, lam.size))
-        fit = pos & (k >= lo) & (k <= hi)
-        if alpha is not None and math.isfinite(alpha) and fit.sum() >= 2:
-            # the fitted line through the geometric centre of the fitted points
-            kk, ll = np.log(k[fit]), np.log(lam[fit])
-            c = ll.mean() + alpha * kk.mean()
-            ax.loglog(k[fit], np.exp(c - alpha * kk), "--", label=f"alpha-ReQ = {alpha:.3g}")
-    ax.set_xlabel("rank k")
-    ax.set_ylabel("eigenvalue lambda_k = sigma_k^2 / N")
     title = f"RankMe {out['rankme']:.3g} of D={out['dim']}"
-    ax.set_title(title + (" (collapsed)" if out["collapsed"] else ""))
-    ax.legend()
-    fig.tight_layout()
+    fig = spectrum_figure(
+        out["singular_values"],
+        out["n_samples"],
+        alpha=out["alpha_req"],
+        fit_range=out.get("alpha_req_fit_range"),
+        title=title + (" (collapsed)" if out["collapsed"] else ""),
+    )
     try:
-        fig.savefig(path)
+        save_figure(fig, path)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot write plot {path}: {err}".splitlines()[0]) from None
-    finally:
-        plt.close(fig)
 
 
 def _cmd_diagnose(args, progress):
@@ -846,7 +830,7 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
     }
     out.update(_model_info(args))
     if args.figure is not None:
-        from .plots import plot_projection_comparison
+        from .plots import plot_projection_comparison, save_figure
 
         other_sol, other, other_seconds = run(not args.stop_gradient)
         by_sg = {args.stop_gradient: metrics, not args.stop_gradient: other}
@@ -859,8 +843,8 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
             f"projection model, K={args.classes}, n={args.per_class}, M={args.shared}, "
             f"d={args.dim}, seed {args.seed}"
         )
-        path = plot_projection_comparison(ts, runs, args.figure, title=title, bound=floor)
-        out["figure"] = str(path)
+        fig = plot_projection_comparison(ts, runs, title=title, bound=floor)
+        out["figure"] = save_figure(fig, args.figure, dpi=120)
         out["comparison"] = {
             "stop_gradient": not args.stop_gradient,
             "min_l2": other["min_l2"],
@@ -1027,7 +1011,7 @@ def _cmd_sweep(args, progress):
     import os
 
     from .integrate import log_times
-    from .plots import phase_diagram_figure, sweep_figure
+    from .plots import phase_diagram_figure, save_figure, sweep_figure
     from .sweep import collapse_time, embedding_sweep, fitted_rates, projection_sweep, save_sweep
 
     if args.t_min > args.t1:
@@ -1066,12 +1050,12 @@ def _cmd_sweep(args, progress):
     file = save_sweep(result, os.path.join(args.out, f"{name}.npz"))
     figure_path = os.path.join(args.out, "sweep.png")
     if args.model == "projection":
-        figure = phase_diagram_figure(
-            {"without stop-gradient": runs[False], "with stop-gradient": runs[True]},
-            figure_path,
+        fig = phase_diagram_figure(
+            {"without stop-gradient": runs[False], "with stop-gradient": runs[True]}
         )
+        figure = save_figure(fig, figure_path, dpi=120)
     else:
-        figure = sweep_figure(result, rates, figure_path)
+        figure = save_figure(sweep_figure(result, rates), figure_path)
     out = {
         "file": file,
         "figure": figure,
@@ -1229,10 +1213,10 @@ def _cmd_teacher_student(args, progress):
     out["result"] = "successful" if out["result"] == 0 else f"failed (code {out['result']})"
     out.update(input_dim=args.input_dim, samples=args.samples, student_dim=args.student_dim)
     if args.figure is not None:
-        from .plots import teacher_student_figure
+        from .plots import save_figure, teacher_student_figure
 
         try:
-            out["figure"] = teacher_student_figure([out], args.figure)
+            out["figure"] = save_figure(teacher_student_figure([out]), args.figure)
         except OSError as err:
             raise UsageError(f"--figure {args.figure!r} cannot be written: {err}") from None
     return out
@@ -1324,7 +1308,7 @@ def _cmd_mechanisms(args, progress):
     import os
 
     from .comparison import FULL, QUICK, compare_mechanisms, training_comparison
-    from .plots import mechanism_phase_figure, mechanism_summary_figure
+    from .plots import mechanism_phase_figure, mechanism_summary_figure, save_figure
 
     if args.fixed_points:
         return _cmd_mechanism_fixed_points(args, progress)
@@ -1341,9 +1325,11 @@ def _cmd_mechanisms(args, progress):
     comp = compare_mechanisms(args.only, progress=note, **grid)
     figures = {}
     for name, res in comp["results"].items():
-        figures[name] = mechanism_phase_figure(res, os.path.join(args.out, f"{name}.png"))
-    figures["summary"] = mechanism_summary_figure(
-        comp["results"], os.path.join(args.out, "summary.png")
+        figures[name] = save_figure(
+            mechanism_phase_figure(res), os.path.join(args.out, f"{name}.png")
+        )
+    figures["summary"] = save_figure(
+        mechanism_summary_figure(comp["results"]), os.path.join(args.out, "summary.png")
     )
     training = None
     if not args.no_training:

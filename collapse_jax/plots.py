@@ -15,6 +15,7 @@ __all__ = [
     "plot_projection_comparison",
     "mechanism_phase_figure",
     "mechanism_summary_figure",
+    "spectrum_figure",
 ]
 
 
@@ -53,6 +54,9 @@ def save_figure(fig, path, *, dpi: int = 110) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a figure is as readable as any file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,18 +65,23 @@ def save_figure(fig, path, *, dpi: int = 110) -> str:
     return str(path)
 
 
-def sweep_figure(result, rates: dict, path) -> str:
+def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = None):
     """Phase diagram of a frustration sweep: final MinL2, collapse rate, MinL2(t).
 
-    Panels: (a) final MinL2 vs frustration ratio (each seed, and the mean); (b) fitted slow rate
-    vs `lambda_plus` of MODEL.md §2; (c) MinL2(t) of the first seed for a few ratios.
-    Values below 1e-30 are drawn at 1e-30 (they reach float64 underflow at long times).
+    Panels: (a) final MinL2 vs frustration ratio (each seed, and the geometric mean);
+    (b) the collapse rate: `−lambda_plus` (closed form, line) against the rates fitted to
+    MinL2(t) (markers; where ``integrated`` is given, the rates fitted to a diffrax-integrated
+    sweep, a dict with ``frustration`` and ``slow_rate_fit`` of shape ``(ratios, seeds)``, else
+    those of ``rates``); (c) MinL2(t) of the first seed for a few ratios. Values below 1e-30 are
+    drawn at 1e-30 (they reach float64 underflow at long times).
+
+    Returns the ``matplotlib.figure.Figure``; with ``path`` it is also written there
+    (:func:`save_figure`).
     """
-    plt = _pyplot()
     phi = result.frustration
     floor = 1e-30
     final = np.clip(result.min_l2[..., -1], floor, None)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     for j in range(final.shape[1]):
         ax.semilogy(phi, final[:, j], ".", color="0.6", label="seeds" if j == 0 else None)
@@ -89,12 +98,21 @@ def sweep_figure(result, rates: dict, path) -> str:
     ax.set_title("(a) final class separation")
     ax.legend()
     ax = axes[1]
-    ax.plot(phi, -np.nanmean(rates["slow_rate_fit"], axis=1), "o", label="fit (mean over seeds)")
-    ax.plot(phi, -rates["slow_rate_predicted"], "-", color="k", label=r"$-\lambda_+$ (MODEL.md §2)")
+    closed = r"$-\lambda_+$, closed form $\frac{1}{2}[(n+M+1)-\sqrt{(n+M+1)^2-4M}]$"
+    ax.plot(phi, -rates["slow_rate_predicted"], "-", color="k", label=closed)
+    if integrated is not None:
+        fit = np.asarray(integrated["slow_rate_fit"], dtype=np.float64)
+        phi_i = np.asarray(integrated["frustration"], dtype=np.float64)
+        for j in range(fit.shape[1]):
+            ax.plot(phi_i, -fit[:, j], "o", ms=8 - 3 * j, mfc="none", color=f"C{1 + j}",
+                    label=f"fit to diffrax-integrated MinL2(t), seed {j}")  # fmt: skip
+    else:
+        ax.plot(phi, -np.nanmean(rates["slow_rate_fit"], axis=1), "o", mfc="none",
+                label="fit (mean over seeds)")  # fmt: skip
     ax.set_xlabel(r"frustration ratio $\varphi$")
     ax.set_ylabel(r"collapse rate $-\mathrm{d}\log \mathrm{MinL2}/\mathrm{d}t$ (1/time)")
     ax.set_title("(b) slow collapse rate")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax = axes[2]
     picks = np.unique(np.linspace(0, len(phi) - 1, min(5, len(phi))).astype(int))
     for i in picks:
@@ -115,9 +133,9 @@ def sweep_figure(result, rates: dict, path) -> str:
         f"d={meta['dim']}, {len(result.seed)} seeds, method={meta['method']}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    if path is not None:
+        save_figure(fig, path, dpi=120)
+    return fig
 
 
 def _finite_rows(a, stat):
@@ -130,8 +148,8 @@ def _finite_rows(a, stat):
     return out
 
 
-def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
-    """Phase diagram of projection-model sweeps, one curve per variant (MODEL.md §3 P1/P2).
+def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
+    """Phase diagram of projection-model sweeps, one curve per variant (P1 / P2).
 
     ``results`` maps a label (e.g. ``"with stop-gradient"``) to a
     :class:`~collapse_jax.sweep.SweepResult` over the same ratios. Panels: (a) final MinL2
@@ -139,11 +157,13 @@ def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
     (round-off: a collapsed state has MinL2 ~ 1e-16) are drawn at ``floor``; (b) final
     accuracy on clean samples (undefined, so not drawn, once MinL2 is at round-off); (c)
     collapse time: first save time with MinL2 below 1e-2 of its start.
+
+    Returns the ``matplotlib.figure.Figure`` (write it with :func:`save_figure`). The mean
+    curve of each variant carries its label on every panel, so its data can be read back.
     """
     from .sweep import collapse_time
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     first = next(iter(results.values()))
     for k, (label, res) in enumerate(results.items()):
         color, style = f"C{k}", ("-o", "--s", ":^", "-.v")[k % 4]  # overlapping curves stay visible
@@ -175,9 +195,7 @@ def phase_diagram_figure(results: dict, path, *, floor: float = 1e-12) -> str:
         f"d={meta['dim']}, {len(first.seed)} seeds, t1={first.t[-1]:.3g}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    return fig
 
 
 def _ts_label(run) -> str:
@@ -185,74 +203,106 @@ def _ts_label(run) -> str:
     return f"{run['variant']}{sg}, f={run['frustration']:g}, seed {run['seed']}"
 
 
-def teacher_student_figure(runs, path, title: str | None = None) -> str:
-    """Teacher-student runs (MODEL.md §4): MinL2 vs t, vs effective time, and accuracy.
+def teacher_student_figure(runs, title: str | None = None):
+    """Teacher-student runs (linear teacher-student model): a ``Figure`` with four panels.
 
     ``runs`` are dicts as returned by :func:`collapse_jax.teacher_student.run_teacher_student`.
-    Panels: (a) `MinL2(t)` (log-log); (b) `log MinL2` against the effective time
-    `t phi_eff` for the runs whose MinL2 decays (slopes all -1 at late times if `phi_eff` is
-    the collapse rate); (c) nearest-label accuracy (scale-free) with the bound `1 - f` dashed.
+    Panels: (a) `MinL2(t)` (log-log); (b) `log(MinL2 / MinL2(t_min))` against `t lambda_H`,
+    time in units of the closed-form rate `lambda_H` (the smallest Hessian eigenvalue with a
+    separation component, ``slow_rate_hessian``; plain runs only), with the line of slope -1:
+    the late-time curves are parallel to it only if the closed form is the collapse rate (it is
+    not fitted here); where no run has a closed-form rate (projection variants), the norms
+    `|U|`, `|y|`, `|W|` against `t` instead (collapse by rescaling); (c) nearest-label
+    accuracy (scale-free) with the bound `1 - f` dashed and the peak marked; (d) the loss,
+    with the loss at the peak-accuracy time marked (accuracy falling while the loss keeps
+    falling is the two-stage pattern).
+    Save with :func:`save_figure`.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig, axes = new_figure(1, 4, figsize=(21, 4.6))
+    hessian_x = []
     for k, run in enumerate(runs):
         color = f"C{k % 10}"
-        t = np.asarray(run["t"])
+        t = np.asarray(run["t"], dtype=np.float64)
         m = np.clip(np.asarray(run["min_l2"], dtype=np.float64), 1e-300, None)
         label = _ts_label(run)
         axes[0].loglog(t, m, color=color, label=label)
-        rate = run.get("slow_rate_fit", float("nan"))
-        if rate is not None and np.isfinite(rate):
-            axes[1].semilogy(
-                t * rate, m, color=color, label=rf"{label}, $\varphi_{{eff}}$={rate:.3f}"
+        lam = run.get("slow_rate_hessian", float("nan"))
+        if lam is not None and np.isfinite(lam):
+            axes[1].plot(
+                t * lam, np.log(m / m[0]), color=color, label=rf"{label}, $\lambda_H$={lam:.3f}"
             )
-        axes[2].semilogx(t, run["accuracy"], color=color, label=label)
+            hessian_x.append(float(t[-1] * lam))
+        acc = np.asarray(run["accuracy"], dtype=np.float64)
+        axes[2].semilogx(t, acc, color=color, label=label)
         axes[2].axhline(run["accuracy_reference"], color=color, ls="--", lw=0.8)
+        loss = np.asarray(run["loss"], dtype=np.float64)
+        axes[3].loglog(t, np.clip(loss, 1e-300, None), color=color, label=label)
+        peak_t = run.get("peak_time", float("nan"))
+        if np.isfinite(peak_t):
+            i = int(np.argmin(np.abs(t - peak_t)))
+            axes[2].plot([t[i]], [acc[i]], "o", color=color, ms=4)
+            axes[3].plot([t[i]], [max(loss[i], 1e-300)], "o", color=color, ms=4)
+    if hessian_x:
+        x = np.array([0.0, max(hessian_x)])
+        axes[1].plot(x, -x, "k:", lw=1.2, label="slope -1 (closed-form rate)")
+        axes[1].set_xlabel(r"$t\,\lambda_H$ (smallest Hessian eigenvalue, closed form)")
+        axes[1].set_ylabel(r"$\ln(\mathrm{MinL2}/\mathrm{MinL2}(t_{min}))$")
+        axes[1].set_title("(b) time in units of the Hessian rate")
+    else:  # no closed-form rate (projection variants): the scale of the state instead
+        for k, run in enumerate(runs):
+            t = np.asarray(run["t"], dtype=np.float64)
+            for key, ls in (("norm_U", "-"), ("norm_y", "--"), ("norm_W", ":")):
+                v = np.asarray(run.get(key, np.full_like(t, np.nan)), dtype=np.float64)
+                if np.any(np.isfinite(v)):
+                    axes[1].loglog(
+                        t,
+                        np.clip(v, 1e-300, None),
+                        ls=ls,
+                        color=f"C{k % 10}",
+                        label=f"{_ts_label(run)}: |{key[5:]}|",
+                    )
+        axes[1].set_xlabel("time t")
+        axes[1].set_ylabel("Frobenius norm")
+        axes[1].set_title("(b) scale: |U| solid, |y| dashed, |W| dotted")
     axes[0].set_xlabel("time t")
     axes[0].set_ylabel(r"MinL2 $= |y_+ - y_-|$")
     axes[0].set_title("(a) class separation")
-    axes[1].set_xlabel(r"effective time $t\,\varphi_{eff}$")
-    axes[1].set_ylabel("MinL2")
-    axes[1].set_title(r"(b) collapse in effective time (rate fitted)")
     axes[2].set_xlabel("time t")
     axes[2].set_ylabel("nearest-label training accuracy")
-    axes[2].set_title(r"(c) accuracy (dashed: $1-f$)")
+    axes[2].set_title(r"(c) accuracy (dashed: $1-f$, dot: peak)")
     axes[2].set_ylim(0.4, 1.02)
+    axes[3].set_xlabel("time t")
+    axes[3].set_ylabel("training loss")
+    axes[3].set_title("(d) loss (dot: at peak accuracy)")
     for ax in axes:
         if ax.has_data():
             ax.legend(fontsize=7)
     run0 = runs[0]
     fig.suptitle(
         title
-        or f"linear teacher-student model (MODEL.md §4), D={run0.get('input_dim', 100)}, "
+        or f"linear teacher-student model, D={run0.get('input_dim', 100)}, "
         f"P={run0.get('samples', 400)}, p={run0.get('student_dim', 5)}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return fig
 
 
-def plot_projection_comparison(
-    ts, runs: dict[str, dict], path, *, title: str | None = None, bound=None
-) -> Path:
-    """MinL2(t) and clean-sample accuracy with and without stop-gradient (MODEL.md §3).
+def plot_projection_comparison(ts, runs: dict[str, dict], *, title: str | None = None, bound=None):
+    """MinL2(t) and clean-sample accuracy with and without stop-gradient.
 
     Args:
         ts: save times, shape `(T,)`.
         runs: label -> ``{"min_l2": (T,), "accuracy": (T,)}`` (accuracy NaN where MinL2 is at
-            the round-off floor and accuracy is not defined, MODEL.md §1).
-        path: output file (PNG by suffix).
+            the round-off floor, where the nearest label is not defined).
         title: figure title.
         bound: optional floor drawn as a dotted line on the MinL2 panel (e.g. round-off).
 
     Returns:
-        The path written.
+        The ``matplotlib.figure.Figure`` (write it with :func:`save_figure`); one labelled line
+        per run on each panel.
     """
-    plt = _pyplot()
-
     ts = np.asarray(ts, dtype=np.float64)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (ax1, ax2) = new_figure(1, 2, figsize=(11, 4.2))
     styles = ["-", "--", "-.", ":"]
     for k, (label, run) in enumerate(runs.items()):
         ml = np.asarray(run["min_l2"], dtype=np.float64)
@@ -274,28 +324,25 @@ def plot_projection_comparison(
     ax2.legend()
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig.tight_layout()
+    return fig
 
 
 def _value_label(res, v) -> str:
     return "(no hyper-parameter)" if res["hyper"] is None else f"{res['hyper']} = {v:g}"
 
 
-def mechanism_phase_figure(res: dict, path, *, floor: float = 1e-12) -> str:
-    """Phase diagram of one mechanism (issue 9): one curve per hyper-parameter value.
+def mechanism_phase_figure(res: dict, *, floor: float = 1e-12):
+    """Phase diagram of one mechanism: one curve per hyper-parameter value.
 
     ``res`` is a :func:`~collapse_jax.comparison.mechanism_sweep` dict. Panels: (a) final
     MinL2 / initial MinL2 vs frustration ratio (seed median; below ``floor`` drawn at it);
     (b) late log-slope of MinL2 (0: a finite separation, < 0: collapsing, > 0: growing);
     (c) final clean-sample accuracy (not drawn once collapsed to round-off); (d) RankMe of
-    the final clean-sample embeddings (MODEL.md §5).
+    the final clean-sample embeddings. Returns the ``matplotlib.figure.Figure`` (write it
+    with :func:`save_figure`); each value's curve carries its label on every panel.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    fig, axes = new_figure(1, 4, figsize=(18, 4.2))
     phi = res["frustration"]
     for h, v in enumerate(res["values"]):
         color, style = f"C{h}", ("-o", "--s", ":^", "-.v")[h % 4]
@@ -318,7 +365,7 @@ def mechanism_phase_figure(res: dict, path, *, floor: float = 1e-12) -> str:
     axes[2].set_ylabel("final accuracy (clean samples)")
     axes[2].set_title("(c) accuracy (not drawn once collapsed)")
     axes[3].set_ylabel("RankMe of final clean samples")
-    axes[3].set_title("(d) effective rank (MODEL.md §5)")
+    axes[3].set_title("(d) effective rank")
     for ax in axes:
         ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
         ax.legend(fontsize=8)
@@ -327,23 +374,21 @@ def mechanism_phase_figure(res: dict, path, *, floor: float = 1e-12) -> str:
         f"d={res['dim']}, {len(res['seeds'])} seed(s), t1={res['t'][-1]:.3g}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return fig
 
 
-def mechanism_summary_figure(results: dict, path, *, floor: float = 1e-12) -> str:
-    """All mechanisms side by side (issue 9), each at its default hyper-parameter value.
+def mechanism_summary_figure(results: dict, *, floor: float = 1e-12):
+    """All mechanisms side by side, each at its default hyper-parameter value.
 
     Panels: (a) final / initial MinL2 vs frustration ratio; (b) MinL2(t) / MinL2(0) at the
-    largest ratio (first seed).
+    largest ratio (first seed). Returns the ``matplotlib.figure.Figure`` (write it with
+    :func:`save_figure`); one curve per mechanism, labelled by its name, on each panel.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    from .mechanisms import get_mechanism
+
+    fig, axes = new_figure(1, 2, figsize=(13, 4.6))
     styles = ("-o", "--s", ":^", "-.v", "-D", "--x", ":P", "-.*")
     for k, (name, res) in enumerate(results.items()):
-        from .mechanisms import get_mechanism
-
         default = get_mechanism(name).default
         h = 0 if default is None else int(np.argmin(np.abs(res["values"] - default)))
         label = name if res["hyper"] is None else f"{name} ({res['hyper']}={res['values'][h]:g})"
@@ -367,6 +412,37 @@ def mechanism_summary_figure(results: dict, path, *, floor: float = 1e-12) -> st
     fig.suptitle(f"collapse-prevention mechanisms, K={last['n_classes']}, n={last['per_class']}, "
                  f"d={last['dim']}")  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return fig
+
+
+def spectrum_figure(singular_values, n_samples: int, *, alpha=None, fit_range=None,
+                    title: str = ""):  # fmt: skip
+    """Covariance spectrum of a set of embeddings (``collapse-jax diagnose --plot``).
+
+    Draws `lambda_k = sigma_k^2 / N` against the rank `k` (log-log, positive eigenvalues only,
+    label "covariance eigenvalues") and, where ``alpha`` (alpha-ReQ) is finite and at least two
+    positive eigenvalues lie in ``fit_range = (lo, hi)`` (default all), the fitted power law
+    `lambda_k ~ k^(-alpha)` over those ranks through their geometric centre (label starting
+    "alpha-ReQ"). Returns the ``matplotlib.figure.Figure`` (write it with :func:`save_figure`).
+    """
+    import math
+
+    s = np.asarray(singular_values, dtype=np.float64)
+    lam = s**2 / n_samples
+    k = np.arange(1, lam.size + 1)
+    pos = lam > 0
+    fig, ax = new_figure(figsize=(5.5, 4))
+    if pos.any():
+        ax.loglog(k[pos], lam[pos], "o-", ms=3, label="covariance eigenvalues")
+        lo, hi = fit_range if fit_range is not None else (1, lam.size)
+        fit = pos & (k >= lo) & (k <= hi)
+        if alpha is not None and math.isfinite(alpha) and fit.sum() >= 2:
+            kk, ll = np.log(k[fit]), np.log(lam[fit])
+            c = ll.mean() + alpha * kk.mean()
+            ax.loglog(k[fit], np.exp(c - alpha * kk), "--", label=f"alpha-ReQ = {alpha:.3g}")
+        ax.legend()
+    ax.set_xlabel("rank k")
+    ax.set_ylabel("eigenvalue lambda_k = sigma_k^2 / N")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -5,11 +5,19 @@ References are numpy loops written here from the formulas of
 ``collapse_jax/losses/mechanisms.py``; no package code enters them.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import embedding_field_reference, projection_field_reference
+from helpers import (
+    assert_axes_labelled,
+    capture_figures,
+    embedding_field_reference,
+    line_by_label,
+    projection_field_reference,
+)
 
 import collapse_jax as cj
 from collapse_jax.comparison import compare_mechanisms, mechanism_fixed_point
@@ -324,11 +332,12 @@ def test_cli_mechanisms_rejects_unknown_names_in_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_cli_mechanisms_quick_json(tmp_path, capsys):
+def test_cli_mechanisms_quick_json(tmp_path, capsys, monkeypatch):
     import json
 
     from collapse_jax.cli import main
 
+    saved = capture_figures(monkeypatch)
     argv = ["mechanisms", "--quick", "--only", "mse,simsiam", "--no-training", "--json"]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -336,3 +345,81 @@ def test_cli_mechanisms_quick_json(tmp_path, capsys):
     assert rows["mse"]["separated_up_to"] == 0.0
     assert rows["simsiam"]["separated_up_to"] == 0.25
     assert (tmp_path / "summary.png").exists() and (tmp_path / "mechanisms.json").exists()
+    # the figures show the numbers written to mechanisms.json
+    figs = {os.path.basename(path): fig for fig, path in saved}
+    assert sorted(figs) == ["mse.png", "simsiam.png", "summary.png"]
+    results = json.loads((tmp_path / "mechanisms.json").read_text())["results"]
+    summary = figs["summary.png"]
+    for name in ("mse", "simsiam"):
+        r = results[name]
+        final, initial = np.asarray(r["final_min_l2"]), np.asarray(r["initial_min_l2"])
+        ratio = np.median(final[:, 0] / initial[:, 0], axis=-1)
+        drawn = line_by_label(summary.axes[0], name)
+        np.testing.assert_allclose(drawn[:, 0], r["frustration"], rtol=1e-15)
+        np.testing.assert_allclose(drawn[:, 1], np.clip(ratio, 1e-12, None), rtol=1e-12)
+        traj = line_by_label(summary.axes[1], name)  # MinL2(t)/MinL2(0), largest ratio, seed 0
+        assert np.all(np.isfinite(traj)) and traj[0, 1] == 1.0
+        last = r["final_min_l2"][-1][0][0] / r["initial_min_l2"][-1][0][0]
+        np.testing.assert_allclose(traj[-1, 1], max(last, 1e-12), rtol=1e-12)
+        phase = figs[f"{name}.png"]
+        assert_axes_labelled(phase)
+        np.testing.assert_allclose(
+            line_by_label(phase.axes[0], "(no hyper-parameter)")[:, 1],
+            np.clip(ratio, 1e-12, None),
+            rtol=1e-12,
+        )
+    assert_axes_labelled(summary)
+
+
+def _synthetic_sweep(name, hyper, values, F=4, S=3, T=6, seed=0):
+    """A mechanism_sweep-shaped dict of random numbers (for the figure builders)."""
+    rng = np.random.default_rng(seed)
+    H = len(values)
+    ml = np.exp(rng.normal(size=(F, H, S, T)))
+    ml[0, 0, 0, -1] = 1e-20  # below the floor: drawn at 1e-12
+    acc = rng.uniform(size=(F, H, S, T))
+    acc[1, :, :, -1] = np.nan  # collapsed to round-off: accuracy undefined
+    acc[2, :, 0, -1] = np.nan  # one seed undefined: mean of the others
+    return {
+        "mechanism": name, "hyper": hyper, "values": np.asarray(values, dtype=float),
+        "frustration": np.linspace(0.0, 0.3, F), "min_l2": ml, "accuracy": acc,
+        "slow_rate": rng.normal(size=(F, H, S)), "diag_rankme": rng.uniform(1, 3, size=(F, H, S)),
+        "n_classes": 3, "per_class": 3, "dim": 4, "seeds": np.arange(S),
+        "t": np.logspace(-1, 2, T),
+    }  # fmt: skip
+
+
+def test_mechanism_figures_plot_the_sweep_numbers():
+    from collapse_jax.plots import mechanism_phase_figure, mechanism_summary_figure
+
+    ema = _synthetic_sweep("ema", "tau_ema", [0.5, 1.0, 4.0])
+    fig = mechanism_phase_figure(ema)
+    assert_axes_labelled(fig)
+    for h, v in enumerate(ema["values"]):
+        label = f"tau_ema = {v:g}"
+        ratio = np.median(ema["min_l2"][:, h, :, -1] / ema["min_l2"][:, h, :, 0], axis=-1)
+        a = line_by_label(fig.axes[0], label)
+        np.testing.assert_array_equal(a[:, 0], ema["frustration"])
+        np.testing.assert_allclose(a[:, 1], np.clip(ratio, 1e-12, None), rtol=1e-15)
+        b = line_by_label(fig.axes[1], label)[:, 1]
+        np.testing.assert_allclose(b, np.median(ema["slow_rate"][:, h], axis=-1), rtol=1e-15)
+        acc = ema["accuracy"][:, h, :, -1]
+        ref = [np.mean(r[np.isfinite(r)]) if np.isfinite(r).any() else np.nan for r in acc]
+        np.testing.assert_allclose(line_by_label(fig.axes[2], label)[:, 1], ref, rtol=1e-15)
+        d = line_by_label(fig.axes[3], label)[:, 1]
+        np.testing.assert_allclose(d, np.median(ema["diag_rankme"][:, h], axis=-1), rtol=1e-15)
+    assert line_by_label(fig.axes[0], "tau_ema = 0.5")[0, 1] >= 1e-12
+    mse = _synthetic_sweep("mse", None, [np.nan], seed=1)
+    summary = mechanism_summary_figure({"mse": mse, "ema": ema})
+    assert_axes_labelled(summary)
+    h = int(np.argmin(np.abs(ema["values"] - MECHANISMS["ema"].default)))  # the default value
+    for label, res, k in (("mse", mse, 0), (f"ema (tau_ema={ema['values'][h]:g})", ema, h)):
+        ratio = np.median(res["min_l2"][:, k, :, -1] / res["min_l2"][:, k, :, 0], axis=-1)
+        np.testing.assert_allclose(
+            line_by_label(summary.axes[0], label)[:, 1], np.clip(ratio, 1e-12, None), rtol=1e-15
+        )
+        traj = line_by_label(summary.axes[1], label)
+        np.testing.assert_array_equal(traj[:, 0], res["t"])
+        np.testing.assert_allclose(
+            traj[:, 1], res["min_l2"][-1, k, 0] / res["min_l2"][-1, k, 0, 0], rtol=1e-15
+        )
