@@ -21,6 +21,7 @@ jax.config.update("jax_enable_x64", True)
 import optax  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
+from collapse_jax.plots import save_figure  # noqa: E402
 from collapse_jax.teacher_student import TeacherStudentConfig, run_teacher_student  # noqa: E402
 
 
@@ -67,8 +68,9 @@ def main(out="results/teacher_student"):
                 )
             }
         )
-    cj.teacher_student_figure(
-        plain, out / "collapse_vs_f.png", title="plain linear student, seed 0 (MODEL.md §4)"
+    save_figure(
+        cj.teacher_student_figure(plain, title="plain linear student, seed 0"),
+        out / "collapse_vs_f.png",
     )
     proj = []
     for f in (0.1, 0.2):
@@ -90,10 +92,11 @@ def main(out="results/teacher_student"):
                     )
                 }
             )
-    cj.teacher_student_figure(
-        proj,
+    save_figure(
+        cj.teacher_student_figure(
+            proj, title="projection head with / without stop-gradient, seed 0"
+        ),
         out / "stop_gradient.png",
-        title="projection head with / without stop-gradient, seed 0 (MODEL.md §3-4)",
     )
     numbers["gd_departure"] = gd_departure()
     numbers["seconds"] = time.perf_counter() - start

@@ -34,6 +34,7 @@ __all__ = [
     "teacher_student_member",
     "run_teacher_student",
     "accuracy_summary",
+    "scale_summary",
     "TS_RTOL",
     "TS_ATOL",
     "TS_FIT_FLOOR",
@@ -121,7 +122,10 @@ def teacher_student_member(
     """Integrate one teacher-student run and return its metrics at ``ts`` (traceable).
 
     Returns a dict of arrays: ``min_l2``, ``accuracy``, ``loss`` (one per save time),
-    ``result`` (diffrax code), ``steps``, ``frustration_realised``, ``final_state``.
+    ``states`` (the saved states), ``result`` (diffrax code), ``steps``,
+    ``frustration_realised``, ``final_state``, and ``residual_initial`` / ``residual_final``:
+    the norm of the vector field `|F|` at the start and at the last save time (a fixed point
+    has `|F| = 0`).
     The default solver is ``Tsit5`` (explicit): the spectrum spans about two decades here
     (plain Hessian 0.06 ... 5.5 at the defaults), so the problem is not stiff enough for an
     implicit solver to pay for its Newton solves (measured in the tests/README).
@@ -142,8 +146,16 @@ def teacher_student_member(
     )
     metrics = jax.vmap(lambda s: teacher_student_metrics(s, data, loss))(sol.ys)
     final = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+
+    def field_norm(state):
+        leaves = jax.tree_util.tree_leaves(field(0.0, state, data.moments()))
+        return jnp.sqrt(sum(jnp.sum(a * a) for a in leaves))
+
     return {
         **metrics,
+        "states": sol.ys,
+        "residual_initial": field_norm(state0),
+        "residual_final": field_norm(final),
         "result": sol.result._value,
         "steps": sol.stats["num_steps"],
         "frustration_realised": data.frustration_realised,
@@ -170,6 +182,53 @@ def accuracy_summary(ts, accuracy, drop: float = 0.02) -> dict:
         "peak_accuracy": float(acc[i]),
         "peak_time": float(ts[i]),
         "accuracy_fall_time": float(ts[later[0]]) if later.size else float("nan"),
+    }
+
+
+def _max_relative_rise(values) -> float:
+    """Largest `(v[k+1] - v[k]) / |v[k]|` over the points with `v[k] != 0` (NaN if none)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v[:-1]) & np.isfinite(v[1:]) & (v[:-1] != 0)
+    return float(np.max(np.diff(v)[ok] / np.abs(v[:-1][ok]))) if ok.any() else float("nan")
+
+
+def scale_summary(ts, states) -> dict:
+    """Scale and shape of a saved trajectory (host float64).
+
+    ``norm_U``, ``norm_y``, ``norm_W`` (Frobenius norms per save time; ``norm_W`` NaN without a
+    predictor); ``scale_rate_U`` / ``scale_rate_y``: late exponential decay rates of
+    ``norm_U`` / ``norm_y`` (:func:`~collapse_jax.metrics.fit_slow_rate`, NaN unless the norm
+    falls below 1e-2 of its maximum); ``direction_drift_U`` / ``direction_drift_y``: how far the
+    shapes `U/|U|` and `y/|y|` move between the save time nearest `t1/2` and `t1` (0: the state
+    only rescales); ``norm_W_change``: relative change of ``norm_W`` over the same interval.
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    U, y = np.asarray(states.U, np.float64), np.asarray(states.y, np.float64)
+    nU, ny = np.linalg.norm(U, axis=(-2, -1)), np.linalg.norm(y, axis=(-2, -1))
+    if states.W is None:
+        nW = np.full_like(nU, np.nan)
+    else:
+        nW = np.linalg.norm(np.asarray(states.W, np.float64), axis=(-2, -1))
+    half = int(np.argmin(np.abs(ts - ts[-1] / 2)))
+
+    def rate(n):
+        if not (n[-1] < 1e-2 * n.max()):
+            return float("nan")
+        return -fit_slow_rate(ts, n, floor=TS_FIT_FLOOR * n.max())
+
+    def drift(a, n):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.linalg.norm(a[-1] / n[-1] - a[half] / n[half]))
+
+    return {
+        "norm_U": nU,
+        "norm_y": ny,
+        "norm_W": nW,
+        "scale_rate_U": rate(nU),
+        "scale_rate_y": rate(ny),
+        "direction_drift_U": drift(U, nU),
+        "direction_drift_y": drift(y, ny),
+        "norm_W_change": float(abs(nW[-1] / nW[half] - 1)),
     }
 
 
@@ -203,8 +262,12 @@ def run_teacher_student(
     ``accuracy_reference`` (`1 - f` with the realised `f`), ``slow_rate_fit`` (`phi_eff`, the
     late slope of `-log MinL2`, :func:`~collapse_jax.metrics.fit_slow_rate`; NaN when MinL2
     does not decay), ``effective_time`` (`t phi_eff`), peak accuracy keys
-    (:func:`accuracy_summary`), ``result``, ``steps``; for the plain variant also
-    ``slow_rate_hessian`` and ``min_l2_exact`` (closed form, :mod:`collapse_jax.exact`).
+    (:func:`accuracy_summary`), ``loss_at_peak`` (the loss at the peak-accuracy time),
+    ``loss_max_increase`` (largest relative rise of the loss between save times; <= 0 for a
+    gradient flow), ``residual_initial`` / ``residual_final`` (`|F|` at the start and at `t1`),
+    the scale and shape keys of :func:`scale_summary`, ``result``, ``steps``; for the plain
+    variant also ``slow_rate_hessian`` and ``min_l2_exact`` (closed form,
+    :mod:`collapse_jax.exact`).
     """
     config.check()
     f = float(frustration)
@@ -223,11 +286,20 @@ def run_teacher_student(
     rate = rate if decays else float("nan")
     f_real = float(out["frustration_realised"])
     finite = acc[np.isfinite(acc)]
+    loss = np.asarray(out["loss"])
+    summary = accuracy_summary(ts, acc)
+    peak = int(np.argmin(np.abs(ts - summary["peak_time"]))) if finite.size else -1
     result = {
         "t": ts,
         "min_l2": min_l2,
         "accuracy": acc,
-        "loss": np.asarray(out["loss"]),
+        "loss": loss,
+        "final_loss": float(loss[-1]),
+        "loss_at_peak": float(loss[peak]),
+        "loss_max_increase": _max_relative_rise(loss),
+        "residual_initial": float(out["residual_initial"]),
+        "residual_final": float(out["residual_final"]),
+        **scale_summary(ts, out["states"]),
         "final_accuracy": float(finite[-1]) if finite.size else float("nan"),
         "accuracy_reference": 1.0 - f_real,
         "slow_rate_fit": rate,
@@ -240,7 +312,7 @@ def run_teacher_student(
         "seed": seed,
         "result": int(out["result"]),
         "steps": int(out["steps"]),
-        **accuracy_summary(ts, acc),
+        **summary,
     }
     if config.variant == "plain":
         data, state0 = teacher_student_problem(key, f, config)
