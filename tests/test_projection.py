@@ -154,13 +154,54 @@ def test_p1_conservative_collapse_and_omega_bound(M):
         assert ev.min() > -1e-12 and ev.max() < bound + 1e-12
 
 
+def _omega_projector(W, n, M):
+    """`Omega` from its projector form `n/(2(n+M)) [I I] Q Q^T [I; I]`, `Q` from a QR of
+    `[I; W]` (independent of the library's inverse formula)."""
+    d = W.shape[0]
+    Q, _ = np.linalg.qr(np.vstack([np.eye(d), W]))
+    P = np.hstack([np.eye(d), np.eye(d)]) @ Q
+    return n / (2 * (n + M)) * P @ P.T
+
+
 def test_p1_conservative_fixed_point_is_collapsed(conservative_fixed_point):
     data, out = conservative_fixed_point
     assert out["status"] == "fixed-point" and out["branch"] == "collapsed"
     assert out["min_l2"] < 1e-8
-    # the bound is attained (to round-off) at the collapsed fixed point: W has eigenvalue 1
-    assert out["omega_max_eigenvalue"] <= out["omega_bound"] + 1e-12
-    assert out["omega_bound"] < 1.0
+    # The fixed-point equations force every x_i and y_c onto one point u with W u = u
+    # (the y-equation averaged over classes: (I+W) B u = 2u, the top of [I I] P_G [I; I]),
+    # hence Omega u = n/(n+M) u: the bound is attained, on u, not on a bias direction.
+    z = out["steady"].state
+    x, y, W = (np.asarray(a) for a in z)
+    u = y.mean(axis=0)
+    assert np.linalg.norm(u) > 0.1  # measured 0.26: the u != 0 component of the set
+    np.testing.assert_allclose(x, np.broadcast_to(u, x.shape), atol=1e-12)  # measured 1e-16
+    np.testing.assert_allclose(y, np.broadcast_to(u, y.shape), atol=1e-12)
+    np.testing.assert_allclose(W @ u, u, atol=1e-12)  # measured 1e-16
+    ev, V = np.linalg.eigh(_omega_projector(W, N_PER, M_SH))
+    assert ev[-1] == pytest.approx(BOUND, abs=1e-12)  # attained (measured 1e-16)
+    assert ev[-2] < BOUND - 1e-3  # simple: the eigenvector is determined
+    uhat = u / np.linalg.norm(u)
+    assert np.linalg.norm(V[:, -1] - (V[:, -1] @ uhat) * uhat) < 1e-10  # measured ~1e-15
+    assert out["omega_max_eigenvalue"] == pytest.approx(ev[-1], abs=1e-12)
+
+
+def test_p1_m0_bound_one_attained_on_the_label_bias_directions():
+    # M = 0 (the shared rows of the fixture's shape switched off): (I - Omega) dy_c = 0 with
+    # dy_c != 0, so eigenvalue 1 of Omega is reached and its eigenspace holds the bias span
+    data, z0 = _state(K, N_PER, 0, D, seed=1, data=cj.standard_data(K, N_PER, 0, max_shared=M_SH))
+    out = cj.projection_fixed_point(data, z0, stop_gradient=False)
+    assert out["status"] == "fixed-point" and out["branch"] != "collapsed"
+    _, y, W = (np.asarray(a) for a in out["steady"].state)
+    dy = y - y.mean(axis=0)
+    assert min_l2_reference(y) > 1e-2
+    ev, V = np.linalg.eigh(_omega_projector(W, N_PER, 0))
+    assert ev[-1] == pytest.approx(1.0, abs=1e-10)
+    np.testing.assert_allclose(dy @ _omega_projector(W, N_PER, 0).T, dy, atol=1e-10)
+    E = V[:, ev > 1 - 1e-8]
+    Ub, s, _ = np.linalg.svd(dy.T, full_matrices=False)
+    Ub = Ub[:, s > 1e-8 * s[0]]
+    assert np.linalg.norm(Ub - E @ (E.T @ Ub), 2) < 1e-8
+    np.testing.assert_allclose(W @ dy.T, dy.T, atol=1e-10)  # the bias directions: W v = v
 
 
 # --- P2: with stop-gradient, separation survives -----------------------------------------
@@ -267,6 +308,8 @@ def test_spectrum_report_of_both_fields_at_the_sg_fixed_point(sg_fixed_point):
     # the sg fixed point is not a minimum of L_P: the conservative field is not zero there
     field = cj.vector_field(cj.projection_loss)
     assert cj.residual_norm(field, out["steady"].state, data.matrix()) > 1e-3
+    # attained, not only bounded: W ybar = ybar at the sg fixed point (P2), and a W-fixed
+    # vector v has Omega v = n/(n+M) v
     assert rep["omega_max_eigenvalue"] == pytest.approx(BOUND, abs=1e-12)
     assert [s["sector"] for s in rep["bias_sectors"]] == ["separated"] * (K - 1)
 
@@ -277,6 +320,46 @@ def test_conservative_fixed_point_zero_modes(conservative_fixed_point):
     assert out["w_rank"] == D
     assert out["zero_modes"] == out["zero_modes_predicted"] == D * D
     assert out["jacobian_max_real"] < 1e-7  # minus a Hessian at a minimum
+
+
+def test_collapsed_fixed_points_form_a_d_squared_set(conservative_fixed_point):
+    """What "unique" means without stop-gradient: the collapsed fixed points are the set
+    `x_i = y_c = u, W u = u` (L_P = 0), of dimension d + (d^2 - d) = d^2 by hand; the zero
+    modes of the Jacobian are its tangent space, and its other points are fixed points with
+    MinL2 = 0 (the same geometry)."""
+    data, out = conservative_fixed_point
+    st = out["steady"]
+    x, y, W = (np.asarray(a) for a in st.state)
+    N, u = x.shape[0], y.mean(axis=0)
+
+    # tangent vectors by central differences of the hand parametrisation
+    # (u, Z) -> (x_i = u, y_c = u, W = P_u + Z (I - P_u)), at (u, Z = W)
+    def phi(p):
+        uu, Z = p[:D], p[D:].reshape(D, D)
+        P = np.outer(uu, uu) / (uu @ uu)
+        return np.concatenate([np.tile(uu, N), np.tile(uu, K), (P + Z @ (np.eye(D) - P)).ravel()])
+
+    p0 = np.concatenate([u, W.ravel()])
+    h = 1e-6
+    T = np.stack([(phi(p0 + h * e) - phi(p0 - h * e)) / (2 * h) for e in np.eye(p0.size)], axis=1)
+    Ut, s, _ = np.linalg.svd(T, full_matrices=False)
+    rank = int(np.sum(s > 1e-6 * s[0]))
+    assert rank == D * D == out["zero_modes"]  # 16: d (u) + d^2 - d (W with W u = u)
+    Ut = Ut[:, :rank]
+    J = st.jacobian
+    assert np.linalg.norm(J @ Ut) < 1e-8 * np.linalg.norm(J)  # measured ~1e-15
+    ev, V = np.linalg.eigh(0.5 * (J + J.T))
+    null = V[:, np.abs(ev) <= 1e-7]
+    assert np.linalg.norm(Ut - null @ (null.T @ Ut), 2) < 1e-8  # same subspace
+    # other points of the set: fixed points of the numpy loop field, MinL2 = 0
+    rng = np.random.default_rng(0)
+    A = data.matrix()
+    for _ in range(3):
+        pt = phi(rng.normal(size=p0.size))
+        xs, ys = pt[: N * D].reshape(N, D), pt[N * D : (N + K) * D].reshape(K, D)
+        F = projection_field_reference(xs, ys, pt[(N + K) * D :].reshape(D, D), A)
+        assert max(np.abs(f).max() for f in F) < 1e-12 * (1 + np.abs(pt).max())
+        assert min_l2_reference(ys) == 0.0
 
 
 # --- long checks: `pytest -m slow` ----------------------------------------------------------
