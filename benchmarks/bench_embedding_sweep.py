@@ -1,6 +1,6 @@
 """Embedding-model frustration sweep: collapse_jax's exact path vs scipy ``solve_ivp``.
 
-Problem (issue 5): K=5, n=40, d=8, 64 frustration ratios in [0, 0.5] x 4 seeds, MinL2 at 100
+Problem: K=5, n=40, d=8, 64 frustration ratios in [0, 0.5] x 4 seeds, MinL2 at 100
 log-spaced times in [1e-2, 1e3]. collapse_jax runs the whole sweep in one ``jit(vmap)`` call
 on the exact sector path; scipy integrates the full linear ODE member by member with RK45,
 LSODA and BDF given the exact sparse Jacobian (what a researcher would otherwise write). scipy

@@ -1,6 +1,6 @@
 """Expanded pair sums vs the materialised N x K x d pair tensor: cost of one jax.grad.
 
-MODEL.md §6: "Never materialise the N x K x d pair tensor": every pair sum expands as
+docs/theory.md §6: "Never materialise the N x K x d pair tensor": every pair sum expands as
 `sum_ic A_ic |a_i - b_c|^2 = sum_i r_i |a_i|^2 - 2 sum_i a_i.(A b)_i + sum_c s_c |b_c|^2`, and
 ``jax.grad`` of that form costs `O(N d (d + K))`. This script times the jit'd ``jax.grad`` of
 the package's losses (:func:`collapse_jax.losses.embedding_loss`,
@@ -9,7 +9,7 @@ the package's losses (:func:`collapse_jax.losses.embedding_loss`,
 tensor (as ``tests/test_reduced.py::full_loss``), on the standard data set (K=5, n = N/K clean
 samples per class, 10 shared), N from 1e2 to 1e5, d = 8 and 64. Gradients: the conservative
 one (both slots), and for the projection loss also the stop-gradient field's (held slot
-frozen, MODEL.md §3). Both forms are first checked to give the same gradient (1e-10 relative);
+frozen, docs/theory.md §3). Both forms are first checked to give the same gradient (1e-10 relative);
 the script stops if they do not. Seconds per gradient evaluation are the median over repeated
 calls after compile (compile time reported apart); float64 on the CPU, OpenBLAS
 single-threaded.
@@ -41,7 +41,7 @@ GRAD_RTOL = 1e-10
 
 
 def materialised_embedding_loss(z, h, A):
-    """`L_E` with the N x K x d pair tensor (the form MODEL.md §6 warns against)."""
+    """`L_E` with the N x K x d pair tensor (the form docs/theory.md §6 warns against)."""
     del h
     return 0.5 * jnp.sum(A[:, :, None] * (z.x[:, None, :] - z.y[None]) ** 2)
 

@@ -1,6 +1,6 @@
 """Projection model: the N-independent reduced path vs scipy on the full model, at equal accuracy.
 
-Problem of MODEL.md §6 / issues 4 and 5: K=5, n=40, M in 0..10 (16 members), d=8, t1=200,
+Problem of docs/theory.md §6: K=5, n=40, M in 0..10 (16 members), d=8, t1=200,
 rtol 1e-6, atol 1e-9, MinL2 at 20 log-spaced times in [1, 200].
 
 * collapse_jax: :func:`collapse_jax.simulate_projection` on the reduced path (order
@@ -81,7 +81,7 @@ def make_solver(name, field):
 
 
 def start(M, seed, n=N_PER):
-    """Default start (MODEL.md §1) with ``M`` active shared rows of ``MAX_SHARED`` (``M`` may
+    """Default start (docs/theory.md §1) with ``M`` active shared rows of ``MAX_SHARED`` (``M`` may
     be traced: no shape depends on it)."""
     mask = (jnp.arange(MAX_SHARED) < M).astype(jnp.float64)
     data = cj.StandardData(K, n, mask, jnp.asarray(1.0))

@@ -1,4 +1,4 @@
-"""Teacher-student model (MODEL.md §4): figures and the numbers quoted in the README.
+"""Teacher-student model (docs/theory.md §4): figures and the numbers quoted in the README.
 
 Run: ``PYTHONPATH=. python benchmarks/teacher_student_figures.py [OUT_DIR]`` (default
 ``results/teacher_student``). Writes

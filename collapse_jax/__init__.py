@@ -4,7 +4,7 @@ Flow: data (alignment matrices) -> losses -> fields -> integrate -> metrics; clo
 ``exact``; Jacobian spectra in ``spectral``; steady states (integrate, polish, classify) in
 ``steady``; the N-independent reduction in ``reduced`` and the self-consistent solver in
 ``dmft``; sweeps in ``sweep``; collapse diagnostics of any embeddings in ``diagnostics``.
-See ``MODEL.md`` (shared) for the mathematics.
+See ``docs/theory.md`` (shared) for the mathematics.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""jaxtyping aliases shared by the package (named axes follow MODEL.md §1)."""
+"""jaxtyping aliases shared by the package (named axes follow docs/theory.md §1)."""
 
 from typing import NamedTuple
 
@@ -20,7 +20,7 @@ Alignment = Float[Array, "samples classes"]
 
 
 class EmbeddingState(NamedTuple):
-    """State of the embedding-only model (MODEL.md §2).
+    """State of the embedding-only model (docs/theory.md §2).
 
     Attributes:
         x: sample embeddings, shape `(N, d)`.
@@ -32,7 +32,7 @@ class EmbeddingState(NamedTuple):
 
 
 class TeacherStudentState(NamedTuple):
-    """State of the linear teacher-student model (MODEL.md §4).
+    """State of the linear teacher-student model (docs/theory.md §4).
 
     Attributes:
         U: student map, shape `(p, D)`; sample embeddings are `x_i = U xi_i`.
@@ -47,7 +47,7 @@ class TeacherStudentState(NamedTuple):
 
 
 class ProjectionState(NamedTuple):
-    """State of the projection-head model (MODEL.md §3).
+    """State of the projection-head model (docs/theory.md §3).
 
     Attributes:
         x: sample embeddings, shape `(N, d)`.

@@ -1,4 +1,4 @@
-"""The ``collapse-jax`` command line (contract: ``shared/CLI.md``).
+"""The ``collapse-jax`` command line (contract: ``docs/cli.md``).
 
 With ``--json`` stdout holds exactly one JSON object; progress and logs go to stderr. Bad input
 prints one line to stderr and exits with status 2.
@@ -230,7 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_time_flags(sw, 1e3)
 
-    sd = sub.add_parser("diagnose", help="collapse diagnostics of an embeddings file (MODEL.md §5)")
+    sd = sub.add_parser(
+        "diagnose", help="collapse diagnostics of an embeddings file (docs/theory.md §5)"
+    )
     sd.add_argument("file", help="embeddings, .npy (N x D) or .npz (with --key)")
     sd.add_argument("--key", default=None, help="array name inside an .npz (optional if only one)")
     sd.add_argument(
@@ -369,7 +371,8 @@ def _check_model(args):
         raise UsageError("dmft solves the projection model: use --model projection")
     if args.command == "fixed-point" and args.model != "projection":
         raise UsageError(
-            f"fixed-point analyses the projection model (MODEL.md §3), got --model {args.model}"
+            f"fixed-point analyses the projection model (docs/theory.md §3), "
+            f"got --model {args.model}"
         )
     if getattr(args, "solver", None) == "exact" and args.model == "projection":
         raise UsageError("--solver exact exists for the embedding model only")
@@ -413,7 +416,7 @@ def _cmd_dmft(args, progress):
     from .metrics import min_l2
     from .reduced import reduce_state, reduced_field, reduced_params
 
-    data, state = _setup(args)  # the projection start of MODEL.md §1
+    data, state = _setup(args)  # the projection start of docs/theory.md §1
     z0 = reduce_state(state.x, state.y, state.W, args.classes, args.per_class, data.shared_mask)
     p = reduced_params(data)
     if progress:
@@ -536,7 +539,7 @@ def _projection_spectrum(args, progress):
     """Spectrum at the steady state reached from --seed. No closed form exists for the whole
     projection-model spectrum, so ``predicted`` is null and ``max_abs_error`` is the largest
     entry of |J_autodiff - J_finite_differences| (central differences): the check that the
-    reported Jacobian is right (MODEL.md §3 trap). ``sectors`` holds W on the label span of a
+    reported Jacobian is right (docs/theory.md §3 trap). ``sectors`` holds W on the label span of a
     separated stop-gradient fixed point, predicted {1, n/(n+M) (K-1 times)} (P2)."""
     from .fields import vector_field
     from .losses import projection_loss
@@ -1026,7 +1029,7 @@ def _cmd_sweep(args, progress):
         print(f"sweeping {len(args.frustration)} ratios x {args.seeds} seeds ...", file=sys.stderr)
     start = time.perf_counter()
     if args.model == "projection":
-        # both fields: the phase diagram compares them (MODEL.md §3 P1/P2)
+        # both fields: the phase diagram compares them (docs/theory.md §3 P1/P2)
         runs = {
             sg: projection_sweep(
                 args.frustration,
@@ -1097,7 +1100,7 @@ def _variant_name(stop_gradient: bool) -> str:
     return "sweep_stop_gradient" if stop_gradient else "sweep_conservative"
 
 
-# --- teacher-student (issue 6, MODEL.md §4) ---------------------------------------------------
+# --- teacher-student (docs/theory.md §4) -------------------------------------------------
 
 
 def _frustration_half(text):
@@ -1112,7 +1115,7 @@ def _frustration_half(text):
 
 def _add_teacher_student_parser(sub):
     tp = sub.add_parser(
-        "teacher-student", help="linear teacher-student model (MODEL.md §4), gradient flow"
+        "teacher-student", help="linear teacher-student model (docs/theory.md §4), gradient flow"
     )
     tp.set_defaults(model="teacher-student")
     g = tp.add_argument_group("model")
@@ -1244,7 +1247,7 @@ def _print_teacher_student(out):
         print(f"figure: {out['figure']}")
 
 
-# --- collapse-prevention mechanisms (issue 9) ------------------------------------------------
+# --- collapse-prevention mechanisms ------------------------------------------------
 
 
 def _mechanism_list(text):
@@ -1395,7 +1398,7 @@ def _print_mechanisms(out):
     print(f"figures and mechanisms.json in {os.path.dirname(out['file'])} ({out['seconds']:.1f} s)")
 
 
-# --- reproduce (issue 8) ---------------------------------------------------------------------
+# --- reproduce ---------------------------------------------------------------------
 
 
 def _sections(text):

@@ -1,4 +1,4 @@
-"""Every collapse-prevention mechanism in one minimal model, compared (issue 9).
+"""Every collapse-prevention mechanism in one minimal model, compared.
 
 :func:`mechanism_sweep` integrates one :class:`~collapse_jax.mechanisms.Mechanism` over a
 `frustration x hyper-parameter x seed` grid in one ``jit(vmap)`` call (shapes are fixed by the
@@ -54,7 +54,7 @@ __all__ = [
     "FULL",
 ]
 
-#: Diagnostics (MODEL.md §5) kept for the final clean-sample embeddings.
+#: Diagnostics (docs/theory.md §5) kept for the final clean-sample embeddings.
 DIAGNOSTIC_KEYS = (
     "rankme",
     "participation_ratio",
@@ -314,14 +314,14 @@ def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7,
 
     :func:`~collapse_jax.find_steady_state` on the mechanism's field (integrate, polish,
     refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum of the
-    autodiff Jacobian of the field (correct for held-slot fields, MODEL.md §3). Returns
+    autodiff Jacobian of the field (correct for held-slot fields, docs/theory.md §3). Returns
     ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``,
     ``residual``, ``max_real`` (largest real part), ``zero_modes`` (`|lambda| <= zero_tol`),
     ``n_variables``, ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
 
-    Closed forms exist for ``mse`` (MODEL.md §2) and ``ema``
+    Closed forms exist for ``mse`` (docs/theory.md §2) and ``ema``
     (:func:`~collapse_jax.mechanisms.ema_bias_matrix`; both linear, so the spectrum is the
-    same at every state) and for the fixed points of ``simsiam`` (MODEL.md §3, P2: `W` has
+    same at every state) and for the fixed points of ``simsiam`` (docs/theory.md §3, P2: `W` has
     eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points,
     with `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
     """
@@ -409,7 +409,7 @@ def predicted_zero_modes(mechanism, state, data) -> tuple[int | None, str]:
       (``n_variables - rank``, built by hand). It is `d^2` when the distinct label points
       are linearly independent or collapsed, `d^2 + (K - k) k` when `K` labels span only
       `k` dimensions (standard data, `M = 0`, `W = I` on their span).
-    * ``simsiam``, ``ema_predictor``: the manifold of MODEL.md §3 (P3),
+    * ``simsiam``, ``ema_predictor``: the manifold of docs/theory.md §3 (P3),
       `d^2 + (N - rank X)(d - rank W)` (the EMA copy adds no zero mode: `y_ema = y` is fixed
       by its relaxation at rate `1/tau_ema`).
     Every count contains the rotations `x -> R x, y -> R y (, W -> R W R^T)`, `d(d-1)/2`

@@ -1,4 +1,4 @@
-"""The data layer: alignment matrices and frustration masks (MODEL.md §1).
+"""The data layer: alignment matrices and frustration masks (docs/theory.md §1).
 
 The standard data set has `n` clean samples per class (row `e_c` of the alignment matrix `A`)
 followed by a block of *shared* rows (all-ones rows: aligned with every class). Shapes must be
@@ -9,7 +9,7 @@ Rule for mapping a frustration ratio `phi` to shared rows (the toolkit always re
 it used, see :attr:`StandardData.shared_total`):
 
 * ``"round"`` (default): `M = round(phi K n / (1 - phi))` shared rows are active with weight 1,
-  the rest are inactive (weight 0). Every closed form of MODEL.md §2 holds exactly.
+  the rest are inactive (weight 0). Every closed form of docs/theory.md §2 holds exactly.
 * ``"spread"``: every one of the ``max_shared`` rows is active with weight
   `w = M / max_shared`, `M = phi K n / (1 - phi)` unrounded. The total shared weight is `M`, so
   sector II (`lambda_pm`, the collapse rate) holds with that `M`; sectors I and III use `w`
@@ -109,7 +109,7 @@ class StandardData(eqx.Module):
         return np.repeat(np.arange(self.n_classes), self.per_class)
 
     def matrix(self) -> Alignment:
-        """The alignment matrix `A` of shape `(N, K)` (MODEL.md §1)."""
+        """The alignment matrix `A` of shape `(N, K)` (docs/theory.md §1)."""
         K, n = self.n_classes, self.per_class
         dtype = self.shared_mask.dtype
         clean = jnp.repeat(jnp.eye(K, dtype=dtype), n, axis=0)
@@ -147,7 +147,7 @@ def standard_data(
 
 
 def shared_from_frustration(n_classes: int, per_class: int, frustration) -> float:
-    """`M = phi K n / (1 - phi)`, unrounded (MODEL.md §1)."""
+    """`M = phi K n / (1 - phi)`, unrounded (docs/theory.md §1)."""
     phi = _check_frustration("frustration", frustration)
     return phi * n_classes * per_class / (1.0 - phi)
 
@@ -200,7 +200,7 @@ def frustration_data(
 def init_embedding_state(
     key: PRNGKeyArray, n_samples: int, n_classes: int, dim: int
 ) -> EmbeddingState:
-    """Default initial state (MODEL.md §1): `x ~ N(0, 1)`, `y ~ 2 N(0, 1)`."""
+    """Default initial state (docs/theory.md §1): `x ~ N(0, 1)`, `y ~ 2 N(0, 1)`."""
     N = _check_int("n_samples", n_samples, 1)
     K = _check_int("n_classes", n_classes, 2)
     d = _check_int("dim", dim, 1)
@@ -211,11 +211,11 @@ def init_embedding_state(
     return EmbeddingState(x, y)
 
 
-# --- Linear teacher-student model (MODEL.md §4) ----------------------------------------------
+# --- Linear teacher-student model (docs/theory.md §4) ---------------------------------------------
 
 
 class TeacherStudentMoments(NamedTuple):
-    """Data moments that the teacher-student losses need (MODEL.md §4, §6).
+    """Data moments that the teacher-student losses need (docs/theory.md §4, §6).
 
     Every loss of the model is a quadratic form in the student state, so the `P x D` inputs
     enter only through
@@ -229,7 +229,7 @@ class TeacherStudentMoments(NamedTuple):
 
 
 class TeacherStudentData(eqx.Module):
-    """Inputs of the linear teacher-student model (MODEL.md §4), fixed shapes.
+    """Inputs of the linear teacher-student model (docs/theory.md §4), fixed shapes.
 
     Attributes:
         xi: inputs `(P, D)`: `xi_i = s_i m w* + sigma z_i` with `s_i = c_i` for a clean sample
@@ -295,7 +295,7 @@ def teacher_student_data(
     margin: float = 2.0,
     noise: float = 1.0,
 ) -> TeacherStudentData:
-    """Teacher-student inputs from a key (MODEL.md §4).
+    """Teacher-student inputs from a key (docs/theory.md §4).
 
     `w* = g / |g|` with `g ~ N(0, I_D)`; `P/2` samples of class `+1` then `P/2` of class `-1`;
     `xi_i = s_i m w* + sigma z_i`, `z_i ~ N(0, I_D)`.
@@ -346,7 +346,7 @@ def teacher_student_data(
 def init_teacher_student_state(
     key: PRNGKeyArray, dim: int = 100, student_dim: int = 5, *, projection: bool = False
 ) -> TeacherStudentState:
-    """Default initial state (MODEL.md §4): `U ~ N(0, 1/D)` entries, `y_± ~ N(0, I_p)`,
+    """Default initial state (docs/theory.md §4): `U ~ N(0, 1/D)` entries, `y_± ~ N(0, I_p)`,
     and for the projection variant `W = I + 0.1 N(0, 1)`.
 
     The key is split into three whatever the variant, so `U` and `y` of one seed are the same
@@ -365,7 +365,7 @@ def init_teacher_student_state(
 def init_projection_state(
     key: PRNGKeyArray, n_samples: int, n_classes: int, dim: int
 ) -> ProjectionState:
-    """Default initial state of the projection model (MODEL.md §1).
+    """Default initial state of the projection model (docs/theory.md §1).
 
     `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as :func:`init_embedding_state` draws them from
     ``key`` (so both models start from the same embeddings for one seed), and

@@ -1,8 +1,8 @@
-"""Collapse diagnostics for embeddings from any model (MODEL.md §5).
+"""Collapse diagnostics for embeddings from any model (docs/theory.md §5).
 
 A user brings embeddings `Z` of shape `(N, D)` (and optionally integer labels). Every metric
 below is a pure JAX function, float64 when ``jax_enable_x64`` is on (inputs are promoted to
-the default float type). Conventions fixed here (MODEL.md §5 asks for them to be stated):
+the default float type). Conventions fixed here (docs/theory.md §5 asks for them to be stated):
 
 * **Spectrum.** `sigma_1 >= ... >= sigma_D >= 0` are the singular values of the centred
   embeddings `Z - 1 mu^T` (`D` values; those beyond `min(N - 1, D)` are 0). Covariance
@@ -55,7 +55,7 @@ centred batch, per-class counts, means and a within-class R factor, moments of t
 normalised rows); :func:`merge_stats` merges two summaries through the QR factorisation of
 `[R_a; R_b; sqrt(n_a n_b / (n_a + n_b)) (mu_a - mu_b)]` (and one correction row per class for
 the within-class factor). This agrees with one pass to ~1e-12; accumulating the Gram matrix
-`Z^T Z` instead loses ~1e-3 on RankMe (MODEL.md §5). Nearest-class-mean accuracy needs the
+`Z^T Z` instead loses ~1e-3 on RankMe (docs/theory.md §5). Nearest-class-mean accuracy needs the
 final class means, hence a second pass (:func:`ncm_counts`).
 """
 
@@ -118,7 +118,7 @@ def _default_rtol(dim: int, dtype) -> float:
 
 
 def std_l2_normalized(z: Float[Array, "samples dim"]) -> Float[Array, ""]:
-    """Mean over dimensions of the std of `u_i = z_i / |z_i|` (MODEL.md §5).
+    """Mean over dimensions of the std of `u_i = z_i / |z_i|` (docs/theory.md §5).
 
     `mean_d sqrt((1/N) sum_i (u_id - ubar_d)^2)`; a zero row is kept as 0. About `1/sqrt(D)`
     for isotropic data, 0 for a constant input.
@@ -132,7 +132,7 @@ def std_l2_normalized(z: Float[Array, "samples dim"]) -> Float[Array, ""]:
 def singular_values(
     z: Float[Array, "samples dim"], *, rtol: float | None = None
 ) -> Float[Array, " dim"]:
-    """Singular values of the centred embeddings, descending, `D` of them (MODEL.md §5).
+    """Singular values of the centred embeddings, descending, `D` of them (docs/theory.md §5).
 
     Values `<= rtol |Z|_F` (default ``10 D eps``, `|Z|_F` of the uncentred `Z`) are set to 0
     (round-off of the centring), and zeros pad the list when `N < D`.
@@ -154,7 +154,7 @@ def _entropy_exp(w: Float[Array, " k"]) -> Float[Array, ""]:
 
 
 def rankme(sv: Float[Array, " k"], *, eigenvalues: bool = False) -> Float[Array, ""]:
-    """RankMe `= exp(-sum p_k log p_k)`, `p_k = sigma_k / sum sigma` (MODEL.md §5).
+    """RankMe `= exp(-sum p_k log p_k)`, `p_k = sigma_k / sum sigma` (docs/theory.md §5).
 
     Args:
         sv: singular values (non-negative).
@@ -191,7 +191,7 @@ def n_components(sv: Float[Array, " k"], fraction: float = 0.95) -> Array:
 def alpha_req(
     sv: Float[Array, " k"], fit_range: tuple[int, int] | None = None
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """alpha-ReQ: power-law decay exponent of the eigenspectrum, with `R^2` (MODEL.md §5).
+    """alpha-ReQ: power-law decay exponent of the eigenspectrum, with `R^2` (docs/theory.md §5).
 
     Least squares of `log lambda_k = c - alpha log k`, `lambda = sigma^2`, over the ranks
     `k_min <= k <= k_max` (1-based, inclusive; default the whole spectrum) whose eigenvalue is
@@ -340,7 +340,7 @@ def collapse_verdict(
 
 
 class EmbeddingStats(NamedTuple):
-    """Mergeable summary of a set of embeddings (MODEL.md §5, streaming).
+    """Mergeable summary of a set of embeddings (docs/theory.md §5, streaming).
 
     Attributes:
         count: `n`.
@@ -571,7 +571,7 @@ def diagnose(
     n_classes: int | None = None,
     **options,
 ) -> dict[str, Array]:
-    """All collapse diagnostics of one embedding array (MODEL.md §5, module docstring).
+    """All collapse diagnostics of one embedding array (docs/theory.md §5, module docstring).
 
     The one-shot path is the streaming path with a single batch, so both give the same
     numbers. ``options`` go to :func:`diagnostics_from_stats`. With labels, adds
@@ -601,7 +601,7 @@ def diagnose(
 def trajectory_diagnostics(
     ys: EmbeddingState, data, *, include_shared: bool = True, **options
 ) -> dict[str, Array]:
-    """The diagnostics of the sample embeddings `x(t)` along a trajectory (MODEL.md §2, §5).
+    """The diagnostics of the sample embeddings `x(t)` along a trajectory (docs/theory.md §2, §5).
 
     Args:
         ys: states with a leading time axis, from :func:`collapse_jax.simulate` or
@@ -613,7 +613,7 @@ def trajectory_diagnostics(
     Returns:
         :func:`diagnose`'s dict, every entry with a leading time axis. ``min_l2_class_means``
         is `MinL2` of the clean-sample class means: it falls to 0 with frustration (`M > 0`)
-        and stays finite at `M = 0` (MODEL.md §2).
+        and stays finite at `M = 0` (docs/theory.md §2).
     """
     K, n = data.n_classes, data.per_class
     rows = np.arange(K * n)

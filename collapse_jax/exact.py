@@ -1,4 +1,4 @@
-"""Closed forms of the embedding-only model (MODEL.md §2).
+"""Closed forms of the embedding-only model (docs/theory.md §2).
 
 The permutation symmetry of the standard data set splits the state into three invariant
 sectors (plus, in a fixed-shape sweep, the inactive shared rows):
@@ -42,7 +42,7 @@ __all__ = [
 
 
 def lambda_pm(per_class, shared_total):
-    """Sector II eigenvalues `(lambda_plus, lambda_minus)` (MODEL.md §2).
+    """Sector II eigenvalues `(lambda_plus, lambda_minus)` (docs/theory.md §2).
 
     `lambda_plus` is computed as `M / lambda_minus` (their product is `M`), which keeps full
     relative precision when `M << n` and is exactly 0 at `M = 0`.
@@ -99,7 +99,7 @@ def sector_eigenvalues(data: StandardData) -> dict[str, np.ndarray]:
     """Closed-form Jacobian eigenvalues per sector, in the row space (multiply by `d`).
 
     Returns a dict ``{"I", "II", "III"[, "inactive"]}`` of ascending float64 arrays with
-    multiplicities (MODEL.md §2 table). ``data`` must be concrete (not traced).
+    multiplicities (docs/theory.md §2 table). ``data`` must be concrete (not traced).
     """
     K, n = data.n_classes, data.per_class
     mask = np.asarray(data.shared_mask, dtype=np.float64)
@@ -135,7 +135,7 @@ def _split(state: EmbeddingState, data: StandardData):
 def exact_solution(
     state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
 ) -> EmbeddingState:
-    """`z(t) = expm(J t) z(0)` through the sectors, `O(N d)` per time point (MODEL.md §2).
+    """`z(t) = expm(J t) z(0)` through the sectors, `O(N d)` per time point (docs/theory.md §2).
 
     Returns an :class:`EmbeddingState` whose arrays carry a leading time axis.
     """
@@ -173,7 +173,7 @@ def exact_class_distances(
     """`|y_c(t) - y_c'(t)|` on the exact path, evolved directly from the pair differences.
 
     Label differences obey sector II alone, so they are propagated without ever being formed
-    as a difference of O(1) positions: no round-off floor (MODEL.md §2).
+    as a difference of O(1) positions: no round-off floor (docs/theory.md §2).
     """
     xc, _, y = _split(state0, data)
     mean_c = xc.mean(axis=1)
@@ -193,7 +193,7 @@ def exact_min_l2(
     return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D), axis=(-2, -1))
 
 
-# --- Linear teacher-student model, plain variant (MODEL.md §4) --------------------------------
+# --- Linear teacher-student model, plain variant (docs/theory.md §4) ------------------------------
 
 
 def teacher_student_hessian(moments) -> np.ndarray:
@@ -216,7 +216,7 @@ def teacher_student_hessian(moments) -> np.ndarray:
 
 
 def teacher_student_slow_rate(moments, tol: float = 1e-8) -> float:
-    """Closed-form slow rate of `MinL2(t)` in the plain model (MODEL.md §4).
+    """Closed-form slow rate of `MinL2(t)` in the plain model (docs/theory.md §4).
 
     The field is `-H z`, so every mode decays as `exp(-lambda_k t)`, and `MinL2 = |y_+ - y_-|`
     decays at late times at the smallest eigenvalue `lambda_k` of `H_row` whose eigenvector has

@@ -1,4 +1,4 @@
-"""From a loss to a vector field (MODEL.md §2, §3).
+"""From a loss to a vector field (docs/theory.md §2, §3).
 
 Every loss is written once as ``loss(state, held, A)``, where ``held`` is the slot in which the
 stop-gradient copies stand. From it:
@@ -7,7 +7,7 @@ stop-gradient copies stand. From it:
 * the stop-gradient field is `F_sg(z) = -d_1 L(z, h)|_{h=z}` (only the first slot
   differentiated). It equals `-grad[L(z, stop_gradient(z))]` in value, but is written without
   `lax.stop_gradient` so that the autodiff Jacobian of `z -> F_sg(z)` is correct: it
-  differentiates through the held slot too (MODEL.md §3, "a trap").
+  differentiates through the held slot too (docs/theory.md §3, "a trap").
 
 :func:`training_loss` is the scalar a discrete optimiser (optax) differentiates; there the
 held slot is filled with `lax.stop_gradient(state)`.
@@ -61,7 +61,7 @@ def training_loss(loss: Loss, *, stop_gradient: bool = False) -> Callable[[Any, 
     """The scalar `z -> L(z, z)` or `z -> L(z, stop_gradient(z))`, for optimisers.
 
     Its gradient equals `-vector_field(loss, stop_gradient=...)` in value. Do not take a
-    Jacobian of that gradient for the stop-gradient case (MODEL.md §3): use the field.
+    Jacobian of that gradient for the stop-gradient case (docs/theory.md §3): use the field.
     """
 
     def value(state, args):

@@ -1,9 +1,9 @@
 """An IMEX Runge--Kutta solver for diffrax whose implicit part is solved exactly.
 
-The fast parts of the projection model (the relaxations of `W` and `y`, MODEL.md §6) are
+The fast parts of the projection model (the relaxations of `W` and `y`, docs/theory.md §6) are
 affine in the fast variables once the slow ones are fixed. Diffrax's
 :class:`diffrax.KenCarp4` treats such a split with a Newton (chord) iteration on a dense
-Jacobian of the whole state, which costs more than the model itself (issue 4 measured: no
+Jacobian of the whole state, which costs more than the model itself (measured: no
 finish within 400 s). :class:`StageSolveKenCarp4` runs the same Kennedy--Carpenter
 ARK4(3)6L[2]SA tableaux, taken from :class:`diffrax.KenCarp4` itself, but asks the caller
 for the exact solution of each implicit stage equation

@@ -1,6 +1,6 @@
 """Integrating a derived vector field with diffrax.
 
-The gradient flows here have a fast and a slow time scale (MODEL.md §2, §6: the fast rate
+The gradient flows here have a fast and a slow time scale (docs/theory.md §2, §6: the fast rate
 grows with the number of samples), so they are stiff at long horizons. The default solver is
 therefore the implicit ``diffrax.Kvaerno5`` with a PID controller; pass ``solver=diffrax.Tsit5()``
 for short horizons or small systems. Every diffrax object passes straight through.
@@ -56,7 +56,7 @@ def log_times(t_min: float, t_max: float, count: int) -> jnp.ndarray:
     """`count` log-spaced times in `[t_min, t_max]`, clipped so they never leave the interval.
 
     (`logspace` can end a hair above `t_max` in floating point and diffrax rejects that,
-    MODEL.md §6.)
+    docs/theory.md §6.)
     """
     t_min, t_max = float(t_min), float(t_max)
     if not (math.isfinite(t_min) and t_min > 0):

@@ -1,8 +1,8 @@
-"""The registry of collapse-prevention mechanisms (issue 9): name -> state, loss, field.
+"""The registry of collapse-prevention mechanisms: name -> state, loss, field.
 
 Each :class:`Mechanism` bundles a loss of :mod:`collapse_jax.losses.mechanisms` (signature
 ``loss(state, held, args)`` with ``args`` a :class:`~collapse_jax.losses.MechanismArgs`), the
-default initial state of MODEL.md §1 (plus `y_ema = y` and `W = I + 0.1 N(0, 1)` where the
+default initial state of docs/theory.md §1 (plus `y_ema = y` and `W = I + 0.1 N(0, 1)` where the
 state has them), which field to derive (conservative `-grad L(z, z)`, stop-gradient
 `-d_1 L(z, h)|_{h=z}`, or :class:`EMAField`) and its main hyper-parameter. Fields, Jacobians
 (:func:`collapse_jax.jacobian`), integration (:func:`collapse_jax.simulate`), steady states
@@ -10,12 +10,12 @@ and sweeps take these objects unchanged.
 
 | name | loss | field | main hyper-parameter (default) |
 |---|---|---|---|
-| ``mse`` | `L_E` (baseline, MODEL.md §2) | conservative | none |
+| ``mse`` | `L_E` (baseline, docs/theory.md §2) | conservative | none |
 | ``infonce`` | InfoNCE, squared-distance logits | conservative | ``tau`` (1) |
 | ``ema`` | samples -> held EMA labels | stop-gradient + EMA | ``tau_ema`` (1) |
 | ``vicreg`` | `L_E` + variance hinge + covariance | conservative | ``mu`` (1) |
-| ``predictor`` | `L_P` (MODEL.md §3, P1) | conservative | none |
-| ``simsiam`` | `L_P^sg` (MODEL.md §3, P2) | stop-gradient | none |
+| ``predictor`` | `L_P` (docs/theory.md §3, P1) | conservative | none |
+| ``simsiam`` | `L_P^sg` (docs/theory.md §3, P2) | stop-gradient | none |
 | ``ema_predictor`` | predictor -> held EMA labels | stop-gradient + EMA | ``tau_ema`` (1) |
 
 VICReg's other parameters: ``nu`` 0.04 (covariance), ``gamma`` 1 (target std), ``delta`` 0.1
@@ -58,7 +58,7 @@ __all__ = [
 
 
 class EMAField(eqx.Module):
-    """Field of a mechanism with an EMA target (MODEL.md §3 held-slot construction + EMA).
+    """Field of a mechanism with an EMA target (docs/theory.md §3 held-slot construction + EMA).
 
     `F(z) = -d_1 L(z, h)|_{h=z}` for every part of the state, except
     `dy_ema/dt = (y - y_ema) / tau_ema` with `tau_ema` = ``args.params["tau_ema"]`` (the
@@ -90,7 +90,7 @@ class Mechanism(NamedTuple):
     Attributes:
         name: registry key.
         loss: ``loss(state, held, MechanismArgs) -> scalar``.
-        init: ``init(key, n_samples, n_classes, dim) -> state`` (MODEL.md §1 defaults).
+        init: ``init(key, n_samples, n_classes, dim) -> state`` (docs/theory.md §1 defaults).
         stop_gradient: derive the stop-gradient field (held slot frozen).
         ema: the state has `y_ema`, relaxed by :class:`EMAField`.
         hyper: name of the main hyper-parameter (``None`` if there is none).
@@ -151,7 +151,7 @@ MECHANISMS: dict[str, Mechanism] = {
     for m in (
         Mechanism(
             "mse", mse_loss, init_embedding_state, False, False, None, {}, (None,),
-            "plain MSE alignment (baseline, MODEL.md §2)",
+            "plain MSE alignment (baseline, docs/theory.md §2)",
         ),
         Mechanism(
             "infonce", infonce_loss, init_embedding_state, False, False, "tau",
@@ -168,11 +168,11 @@ MECHANISMS: dict[str, Mechanism] = {
         ),
         Mechanism(
             "predictor", predictor_loss, init_projection_state, False, False, None, {}, (None,),
-            "projection head W without stop-gradient (MODEL.md §3, P1)",
+            "projection head W without stop-gradient (docs/theory.md §3, P1)",
         ),
         Mechanism(
             "simsiam", predictor_loss, init_projection_state, True, False, None, {}, (None,),
-            "predictor W with stop-gradient (MODEL.md §3, P2)",
+            "predictor W with stop-gradient (docs/theory.md §3, P2)",
         ),
         Mechanism(
             "ema_predictor", ema_predictor_loss, _init_ema_predictor, True, True, "tau_ema",
@@ -193,7 +193,7 @@ def get_mechanism(name: str) -> Mechanism:
 
 
 def mechanism_metrics(mech: Mechanism, state, data, args: MechanismArgs) -> dict[str, Any]:
-    """MinL2, loss value and nearest-label accuracy of one state (MODEL.md §1).
+    """MinL2, loss value and nearest-label accuracy of one state (docs/theory.md §1).
 
     Accuracy uses `yhat(x) = W x` for mechanisms with a predictor, `x` otherwise. `vmap` over
     a leading time axis of ``state`` for a trajectory.
@@ -221,7 +221,7 @@ def ema_bias_matrix(per_class: float, shared: float, tau_ema: float) -> np.ndarr
     `d/dt (δx̄, δy, δe) = [[-1, 0, 1], [n, -(n+M), 0], [0, 1/tau, -1/tau]] (δx̄, δy, δe)`,
 
     each eigenvalue with multiplicity `(K-1) d` in the full Jacobian. `det = -M / tau`: for
-    `M > 0` no eigenvalue is zero and the bias decays (collapse, like MSE, MODEL.md §2), for
+    `M > 0` no eigenvalue is zero and the bias decays (collapse, like MSE, docs/theory.md §2), for
     `M = 0` one eigenvalue is zero (the bias is conserved). `tau -> 0` gives back MSE's
     `lambda_pm`.
     """

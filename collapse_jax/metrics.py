@@ -1,4 +1,4 @@
-"""Metrics of a state (MODEL.md §1): MinL2, class distances, accuracy, loss."""
+"""Metrics of a state (docs/theory.md §1): MinL2, class distances, accuracy, loss."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def class_distances(y: Float[Array, "classes dim"]) -> Float[Array, "classes cla
 
 
 def min_l2(y: Float[Array, "classes dim"]) -> Float[Array, ""]:
-    """`MinL2 = min_{c != c'} |y_c - y_c'|`, the collapse measure (MODEL.md §1)."""
+    """`MinL2 = min_{c != c'} |y_c - y_c'|`, the collapse measure (docs/theory.md §1)."""
     K = y.shape[0]
     D = class_distances(y)
     return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D))
@@ -51,7 +51,7 @@ def nearest_label_accuracy(
     per_class: int,
     n_shared=0,
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """Nearest-label accuracy over clean samples and over all samples (MODEL.md §1).
+    """Nearest-label accuracy over clean samples and over all samples (docs/theory.md §1).
 
     ``predictions`` holds `yhat(x_i)` of the clean samples, class-major (``per_class`` each).
     ``n_shared`` active shared samples have no correct class and count as wrong in the second
@@ -78,7 +78,7 @@ def nearest_label_accuracy(
 
 
 def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
-    """MinL2, loss and accuracies of one embedding-model state (MODEL.md §1, §2).
+    """MinL2, loss and accuracies of one embedding-model state (docs/theory.md §1, §2).
 
     ``data`` is a :class:`~collapse_jax.data.StandardData`; `vmap` over a leading time axis of
     ``state`` for a trajectory.
@@ -114,7 +114,7 @@ def _slow_fit(ts, values, floor=None):
 
 
 def projection_metrics(state, data) -> dict[str, Float[Array, ""]]:
-    """MinL2, loss and accuracies of one projection-model state (MODEL.md §1, §3).
+    """MinL2, loss and accuracies of one projection-model state (docs/theory.md §1, §3).
 
     Accuracy uses the prediction `yhat(x) = W x`. The loss is `L_P` (equal in value to
     `L_P^sg`). `vmap` over a leading time axis of ``state`` for a trajectory.
@@ -139,7 +139,7 @@ def fit_slow_rate(ts, values, floor=None) -> float:
     `1e-8 max(values)`, below which integrator tolerances and round-off dominate) with
     `t >= t_last / 10`, where `t_last` is the last valid time; at least three points, else NaN.
     For the embedding model the fast mode has decayed by
-    `e^{-(n+M+1) t_last / 10}` there, so the slope is `lambda_plus` (MODEL.md §2).
+    `e^{-(n+M+1) t_last / 10}` there, so the slope is `lambda_plus` (docs/theory.md §2).
     """
     return _slow_fit(ts, values, floor)[0]
 
@@ -168,19 +168,19 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
     return float(rel + slope)
 
 
-# --- Linear teacher-student model (MODEL.md §4) ----------------------------------------------
+# --- Linear teacher-student model (docs/theory.md §4) ---------------------------------------------
 
 
 def binary_accuracy_scale_free(state, data) -> Float[Array, ""]:
-    """Nearest-label training accuracy of the teacher-student model, scale-free (MODEL.md §4).
+    """Nearest-label training accuracy of the teacher-student model, scale-free (docs/theory.md §4).
 
     Sample `i` (label `c_i = ±1`) is correct when its prediction `yhat_i = U xi_i` (plain) or
     `W U xi_i` (projection) is strictly nearer to `y_{c_i}` than to the other label. That is
     `c_i (yhat_i - ybar) . (y_+ - y_-) > 0` (ties count as wrong), a test invariant under
     `(U, y) -> a (U, y)`; it is evaluated after dividing `U` and `y` by their largest entry, so
     no product underflows while the state itself is representable (a float64 run that squared
-    unnormalised distances fell to a tie, accuracy 0.5, MODEL.md §4). NaN when the state is zero
-    or not finite, or when the relative separation `MinL2 / scale` is at the round-off floor
+    unnormalised distances fell to a tie, accuracy 0.5, docs/theory.md §4). NaN when the state is
+    zero or not finite, or when the relative separation `MinL2 / scale` is at the round-off floor
     (:data:`ROUNDOFF_FACTOR` `* eps`), where the sign is an artefact.
     """
     U, y = state.U, state.y
@@ -208,7 +208,7 @@ def teacher_student_metrics(state, data, loss) -> dict[str, Float[Array, ""]]:
         data: :class:`~collapse_jax.data.TeacherStudentData`.
         loss: the model's ``loss(state, held, moments)``; evaluated at ``held = state``.
 
-    `vmap` over a leading time axis of ``state`` for a trajectory (MODEL.md §4).
+    `vmap` over a leading time axis of ``state`` for a trajectory (docs/theory.md §4).
     """
     return {
         "min_l2": jnp.linalg.norm(state.y[0] - state.y[1]),

@@ -1,14 +1,14 @@
 """Simulating the projection model: the `N`-independent reduced path by default.
 
 :func:`simulate_projection` integrates the exact order-parameter reduction
-(:mod:`collapse_jax.reduced`, MODEL.md §3) with the deviation propagators that lift it back to
+(:mod:`collapse_jax.reduced`, docs/theory.md §3) with the deviation propagators that lift it back to
 every sample, and returns full :class:`~collapse_jax.ProjectionState` trajectories: callers
 see the same states as from integrating all `N` samples (``path="full"``), at a cost that
 does not grow with `n`.
 
 The reduced system is stiff in its fast variables only (`y` relaxes at rate `n + M`, `W` at
 the eigenvalues of the moment matrix `S`, both proportional to the sample weight; the means,
-covariances and propagators move at the rates of `W^T W`, MODEL.md §6). The default solver is
+covariances and propagators move at the rates of `W^T W`, docs/theory.md §6). The default solver is
 therefore an IMEX Runge--Kutta method with the `(y, W)` block implicit and solved exactly
 (:class:`~collapse_jax.imex.StageSolveKenCarp5`, a `d x d` Cholesky solve per stage, see
 :meth:`~collapse_jax.reduced.ReducedField.stage_solve`) and the slow block explicit.
@@ -55,7 +55,7 @@ def reduced_solver(field, rtol: float = DEFAULT_RTOL):
     """The IMEX solver of the reduced path for a :class:`~collapse_jax.reduced.ReducedField`.
 
     KenCarp5 (order 5) by default; KenCarp4 for loose tolerances (`rtol >= 1e-7`), where it
-    took the fewest seconds on the problem of MODEL.md §6 (0.053 s vs 0.063 s per member at
+    took the fewest seconds on the problem of docs/theory.md §6 (0.053 s vs 0.063 s per member at
     rtol 1e-6, ``benchmarks/bench_projection_reduced.py``).
     """
     cls = StageSolveKenCarp4 if rtol >= 1e-7 else StageSolveKenCarp5
@@ -81,7 +81,7 @@ def simulate_projection(
     event: diffrax.Event | None = None,
     lift: bool = True,
 ) -> ProjectionRun:
-    """Integrate the projection model (MODEL.md §3) from ``state0`` at ``t0``.
+    """Integrate the projection model (docs/theory.md §3) from ``state0`` at ``t0``.
 
     Args:
         data: a :class:`~collapse_jax.StandardData` (the reduction needs its group

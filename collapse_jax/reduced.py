@@ -1,4 +1,4 @@
-"""Exact order-parameter reduction of the projection model (MODEL.md §3, §6).
+"""Exact order-parameter reduction of the projection model (docs/theory.md §3, §6).
 
 For the standard data set (``n`` clean samples per class, ``m`` shared samples of weight
 ``w``, `M = w m`) the projection loss depends on the samples only through the class means
@@ -26,7 +26,7 @@ samples; `G = W^T W`). Hence
 
 So the reduced field is obtained from :func:`moment_loss` by ``jax.grad`` and these group
 rules (:class:`ReducedField`), conservative or stop-gradient through the same held slot as
-the full model. It reproduces the equations of MODEL.md §3 ("Exact reduction"); its state has
+the full model. It reproduces the equations of docs/theory.md §3 ("Exact reduction"); its state has
 `2 K d + d + 3 d^2` numbers whatever ``n`` is (`C` is stored in full, `C_c` are not needed).
 """
 
@@ -54,7 +54,7 @@ __all__ = [
 
 
 class ReducedState(NamedTuple):
-    """Order parameters of the projection model (MODEL.md §3, exact reduction).
+    """Order parameters of the projection model (docs/theory.md §3, exact reduction).
 
     ``P`` and ``PS`` are optional (``None`` = absent): the propagators of the within-group
     deviations, `dP/dt = -Q P`, `P(0) = I`, with the group's `Q` (see the module docstring).

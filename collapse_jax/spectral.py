@@ -1,4 +1,4 @@
-"""Jacobians, their spectra and the sector decomposition (MODEL.md §2, §3).
+"""Jacobians, their spectra and the sector decomposition (docs/theory.md §2, §3).
 
 Eigenvalues are always taken on the host CPU in float64 with numpy: the stop-gradient
 Jacobian is not symmetric and JAX has no general ``eig`` on GPU. Jacobians of derived fields
@@ -113,7 +113,7 @@ def _sum_zero_basis(size: int) -> np.ndarray:
 
 
 def sector_basis(data: StandardData) -> dict[str, np.ndarray]:
-    """Orthonormal bases of the invariant sectors in the row space `(N + K)` (MODEL.md §2).
+    """Orthonormal bases of the invariant sectors in the row space `(N + K)` (docs/theory.md §2).
 
     Row order: clean samples class-major, shared rows, then labels. Keys as in
     :func:`collapse_jax.exact.sector_eigenvalues`. Sector II pairs each class-bias direction
@@ -185,9 +185,9 @@ def sector_spectra(J: np.ndarray, data: StandardData, dim: int) -> dict[str, dic
 
 
 def embedding_spectrum_report(field, state, data: StandardData) -> dict:
-    """Jacobian spectrum of the embedding model vs the closed form of MODEL.md §2.
+    """Jacobian spectrum of the embedding model vs the closed form of docs/theory.md §2.
 
-    Returns the keys of ``collapse-jax spectrum --json`` (CLI.md): ``numeric``,
+    Returns the keys of ``collapse-jax spectrum --json`` (docs/cli.md): ``numeric``,
     ``numeric_imag``, ``predicted``, ``max_abs_error`` (max over the whole sorted spectrum and
     over every sector), ``sectors``, ``symmetric``, ``asymmetry_norm``; plus
     ``sector_leakage`` (largest leakage, see :func:`sector_spectra`).
@@ -218,11 +218,11 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
     }
 
 
-# --- projection model (MODEL.md §3) -------------------------------------------------------
+# --- projection model (docs/theory.md §3) -------------------------------------------------------
 
 
 def omega(W, per_class: float, shared: float) -> np.ndarray:
-    """`Omega(W) = n / (2(n+M)) (I+W)(I+W^T W)^{-1}(I+W)^T` (MODEL.md §3, P1), host float64.
+    """`Omega(W) = n / (2(n+M)) (I+W)(I+W^T W)^{-1}(I+W)^T` (docs/theory.md §3, P1), host float64.
 
     At a conservative fixed point the label bias obeys `(I - Omega) delta y_c = 0`; since
     `(I+W)(I+W^T W)^{-1}(I+W)^T = [I I] P_G [I; I]` with `P_G` a projector,
@@ -241,7 +241,7 @@ def omega_max_eigenvalue(W, per_class: float, shared: float) -> float:
 
 
 def label_span_spectrum(W, y) -> dict:
-    """`W` restricted to the label span `span{y_c}` (MODEL.md §3, P2).
+    """`W` restricted to the label span `span{y_c}` (docs/theory.md §3, P2).
 
     With `Q` an orthonormal basis of `span{y_c}` (rank-revealing SVD of `y`), returns
     ``eigenvalues`` of `Q^T W Q` (sorted by real part), ``rank`` and ``leakage``
@@ -262,7 +262,7 @@ def label_span_spectrum(W, y) -> dict:
 
 
 def bias_sectors(W, y, per_class: float, shared: float, *, tol: float = 1e-6) -> list[dict]:
-    """For each class-bias direction, the `W`-sector it sits in (MODEL.md §3, P2).
+    """For each class-bias direction, the `W`-sector it sits in (docs/theory.md §3, P2).
 
     The bias directions are the right singular vectors `v_k` of the centred labels
     `y_c - ybar` (`K - 1` of them, spreads `sigma_k`). For each: the Rayleigh quotient
@@ -293,7 +293,7 @@ def bias_sectors(W, y, per_class: float, shared: float, *, tol: float = 1e-6) ->
 
 
 def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_tol=1e-6) -> dict:
-    """Spectral analysis of the projection model at one state (MODEL.md §3).
+    """Spectral analysis of the projection model at one state (docs/theory.md §3).
 
     For both fields (``"conservative"``, ``"stop_gradient"``): Jacobian eigenvalues (real and
     imaginary parts, sorted by real part), their largest real part, the number of zero modes

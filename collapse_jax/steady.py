@@ -1,4 +1,4 @@
-"""Steady states of a gradient-flow field: integrate, polish, classify (MODEL.md §3).
+"""Steady states of a gradient-flow field: integrate, polish, classify (docs/theory.md §3).
 
 :func:`find_steady_state` never reports a slow transient as a fixed point. It
 
@@ -13,7 +13,7 @@
    (relative), and no Jacobian eigenvalue has real part above ``growth_tol``.
 
 A state that fails the residual tests is integrated further (horizons `x10` up to
-``t_max``). A state that passes them but has an unstable eigenvalue is a saddle (MODEL.md §3:
+``t_max``). A state that passes them but has an unstable eigenvalue is a saddle (docs/theory.md §3:
 saddles with long plateaus exist): the finder nudges it by ``escape`` (relative) along the
 most unstable eigenvector and keeps integrating. Whatever is left at ``t_max`` is reported as
 ``"slow-transient"`` or ``"saddle"``, never as ``"fixed-point"``.
@@ -56,7 +56,7 @@ __all__ = [
     "BRANCHES",
 ]
 
-#: Branch names of :func:`projection_fixed_point` (P1/P2 of MODEL.md §3).
+#: Branch names of :func:`projection_fixed_point` (P1/P2 of docs/theory.md §3).
 BRANCHES = ("separated", "bias-in-kernel", "collapsed", "other", "saddle", "slow-transient")
 
 
@@ -170,7 +170,7 @@ def find_steady_state(
         escape, max_escapes: relative nudge along the unstable eigenvector at a saddle, and
             how many nudges to try.
         rtol, atol, max_steps, progress_meter: passed to :func:`~collapse_jax.simulate`
-            (implicit Kvaerno5: the `W` block is stiff, MODEL.md §6). The defaults are looser
+            (implicit Kvaerno5: the `W` block is stiff, docs/theory.md §6). The defaults are looser
             than the trajectory defaults: the end state is polished anyway, and at 1e-10 the
             stop-gradient runs took 2-3x more steps (K=3, n=4, M=2, d=4).
         advance: optional ``advance(z, t0, t1, event) -> (z1, t_reached, steps, result)``
@@ -274,7 +274,7 @@ def projection_fixed_point(
     path: str = "reduced",
     **kwargs,
 ) -> dict:
-    """Run the projection model to a steady state and analyse it (MODEL.md §3, P1–P3).
+    """Run the projection model to a steady state and analyse it (docs/theory.md §3, P1–P3).
 
     Args:
         data: a :class:`~collapse_jax.StandardData`.
@@ -289,7 +289,7 @@ def projection_fixed_point(
         **kwargs: passed to :func:`find_steady_state`.
 
     Returns:
-        A dict with the keys of ``collapse-jax fixed-point --json`` (CLI.md): ``min_l2``,
+        A dict with the keys of ``collapse-jax fixed-point --json`` (docs/cli.md): ``min_l2``,
         ``residual_norm`` (after polish), ``residual_before_polish``, ``w_eigenvalues_abs``
         (sorted), ``predicted_bias_eigenvalue`` `n/(n+M)`, ``omega_max_eigenvalue``,
         ``omega_bound``, ``jacobian_max_real``, ``zero_modes``, ``status``, ``branch`` (one
@@ -303,7 +303,7 @@ def projection_fixed_point(
     range of `W` is reachable through `dx_i`, the rest only through the `d - r` rows of `dW`
     outside it), so the manifold has dimension `d^2 + (N - rank X)(d - r)` with `r = rank W`
     and `X` the sample matrix: ``zero_modes_predicted``. (For K=3, n=12, M=2, d=5, r=3: 91,
-    the count MODEL.md §3 P3 reports.) The rotations `x -> R x, y -> R y, W -> R W R^T`, a
+    the count docs/theory.md §3 P3 reports.) The rotations `x -> R x, y -> R y, W -> R W R^T`, a
     symmetry of both losses, are `d(d-1)/2` of these directions.
 
     Branches: a non-fixed point is ``"saddle"`` or ``"slow-transient"``. A fixed point is
@@ -405,7 +405,7 @@ def _reduced_advance(data, stop_gradient, kwargs):
 
 
 def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwargs) -> dict:
-    """P2 of MODEL.md §3: run many starts and count the branch each one reaches.
+    """P2 of docs/theory.md §3: run many starts and count the branch each one reaches.
 
     Every start is :func:`~collapse_jax.data.init_projection_state` from
     ``PRNGKey(seed)``; each is analysed by :func:`projection_fixed_point` (``**kwargs``

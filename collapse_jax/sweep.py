@@ -323,7 +323,7 @@ def projection_member(
     solver=None,
     progress_meter=None,
 ):
-    """One sweep member of the projection model (MODEL.md §3): metrics at ``ts``.
+    """One sweep member of the projection model (docs/theory.md §3): metrics at ``ts``.
 
     Integrates :func:`~collapse_jax.simulate_projection` (the reduced path by default,
     lifted to every sample, so accuracy and loss are those of the full state) from the

@@ -1,4 +1,4 @@
-"""The linear teacher-student model end to end (MODEL.md §4).
+"""The linear teacher-student model end to end (docs/theory.md §4).
 
 Data (:func:`~collapse_jax.data.teacher_student_data`) -> loss
 (:mod:`collapse_jax.losses.teacher_student`) -> field (:func:`~collapse_jax.fields.vector_field`)
@@ -58,7 +58,7 @@ TS_FIT_FLOOR = 1e-250
 
 
 class TeacherStudentConfig(NamedTuple):
-    """Static configuration (MODEL.md §4 defaults)."""
+    """Static configuration (docs/theory.md §4 defaults)."""
 
     variant: Variant = "plain"
     stop_gradient: bool = False
@@ -81,7 +81,7 @@ class TeacherStudentConfig(NamedTuple):
         return self
 
 
-#: The MODEL.md §4 defaults, plain variant.
+#: The docs/theory.md §4 defaults, plain variant.
 DEFAULT_CONFIG = TeacherStudentConfig()
 
 

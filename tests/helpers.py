@@ -1,4 +1,4 @@
-"""Independent references: plain numpy loops written from MODEL.md, no package code."""
+"""Independent references: plain numpy loops written from docs/theory.md, no package code."""
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def min_l2_reference(y):
 
 
 def projection_field_reference(x, y, W, A, stop_gradient=False):
-    """`-grad L_P` (or the stop-gradient field) by loops over pairs, from MODEL.md §3.
+    """`-grad L_P` (or the stop-gradient field) by loops over pairs, from docs/theory.md §3.
 
     `L_P = 1/2 sum A_ic [|W x_i - y_c|^2 + |y_c - x_i|^2]`. With stop-gradient, `y` is held in
     the predictor term and `x` in the direct term, so those derivatives are dropped.

@@ -209,7 +209,7 @@ def test_diagnose_bad_input_exits_2_with_one_line(capsys, tmp_path, make, extra,
     assert fragment in err, err
 
 
-# --- projection model (MODEL.md §3); K=3, n=4, M=2, d=4, seed 1 as in test_projection.py ---
+# --- projection model (docs/theory.md §3); K=3, n=4, M=2, d=4, seed 1 as in test_projection.py ---
 PROJ = ["--model", "projection", "--per-class", "4", "--dim", "4", "--seed", "1"]
 
 

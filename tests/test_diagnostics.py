@@ -1,4 +1,4 @@
-"""Collapse diagnostics (MODEL.md §5) against plain numpy references and known cases."""
+"""Collapse diagnostics (docs/theory.md §5) against plain numpy references and known cases."""
 
 import jax
 import numpy as np
@@ -12,7 +12,7 @@ import collapse_jax as cj
 
 
 def _reference(z, labels=None):
-    """Every metric from np.linalg.svd / explicit loops, written from MODEL.md §5."""
+    """Every metric from np.linalg.svd / explicit loops, written from docs/theory.md §5."""
     z = np.asarray(z, dtype=np.float64)
     N, D = z.shape
     s = np.linalg.svd(z - z.mean(0), compute_uv=False)
@@ -263,7 +263,7 @@ def test_streaming_matches_one_shot():
 
 
 def test_streaming_qr_keeps_precision_where_gram_loses_it():
-    """Offset 1e3 and a spectrum over seven decades (MODEL.md §5: Gram loses ~1e-3)."""
+    """Offset 1e3 and a spectrum over seven decades (docs/theory.md §5: Gram loses ~1e-3)."""
     rng = np.random.default_rng(9)
     N, D = 400, 12
     U = _orthonormal_centred(rng, N, D)

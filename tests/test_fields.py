@@ -55,7 +55,7 @@ def test_stop_gradient_flag_on_a_loss_without_held_slot_changes_nothing():
 
 
 def test_held_slot_field_has_the_right_jacobian_where_stop_gradient_does_not():
-    """MODEL.md §3 trap, on a toy loss: L(z, h) = 1/2 |z - 2 h|^2 with h held."""
+    """docs/theory.md §3 trap, on a toy loss: L(z, h) = 1/2 |z - 2 h|^2 with h held."""
 
     def toy(z, h, args):
         return 0.5 * jnp.sum((z - 2.0 * h) ** 2)

@@ -1,4 +1,4 @@
-"""Fixed points of the collapse-prevention mechanisms (issue 9): Jacobians at the steady
+"""Fixed points of the collapse-prevention mechanisms: Jacobians at the steady
 state against central finite differences, zero-mode counts against the predictions of
 ``predicted_zero_modes`` (docs/mechanisms.md) and against the finite-difference spectrum."""
 

@@ -1,4 +1,4 @@
-"""Collapse-prevention mechanisms (issue 9): fields vs independent references, Jacobians,
+"""Collapse-prevention mechanisms: fields vs independent references, Jacobians,
 vmap vs loop, the EMA closed form, and the comparison table's claims from numbers.
 
 References are numpy loops written here from the formulas of
@@ -290,7 +290,7 @@ def test_comparison_claims_mse_and_ema_collapse_simsiam_separates(comparison):
 
 def test_comparison_diagnostics_of_collapsed_and_separated_members(comparison):
     res = comparison["results"]
-    # MODEL.md §5 on the final clean samples: class means collapse with MSE at M > 0 ...
+    # docs/theory.md §5 on the final clean samples: class means collapse with MSE at M > 0 ...
     assert res["mse"]["diag_min_l2_class_means"][1, 0, 0] < 1e-2
     # ... and stay apart with stop-gradient + predictor, samples classified by class means
     assert res["simsiam"]["diag_min_l2_class_means"][1, 0, 0] > 0.1

@@ -1,4 +1,4 @@
-"""The notebooks in ``notebooks/`` run top to bottom (issue 8).
+"""The notebooks in ``notebooks/`` run top to bottom.
 
 Each notebook asserts its own results against closed forms (``lambda_pm``, the Hessian slow
 rate, ``n/(n+M)``, exact paths), so executing it without error is a check that can fail.

@@ -1,6 +1,6 @@
-"""Projection head and stop-gradient (MODEL.md §3): fields, Jacobians, P1-P3.
+"""Projection head and stop-gradient (docs/theory.md §3): fields, Jacobians, P1-P3.
 
-Sizes are small on purpose (MODEL.md §6: the `W` block relaxes at a rate set by the total
+Sizes are small on purpose (docs/theory.md §6: the `W` block relaxes at a rate set by the total
 sample weight); one configuration (K=3, n=4, M=2, d=4) is shared by most tests so that its
 compiled solves are reused.
 """
@@ -99,7 +99,7 @@ def test_jacobians_at_random_states_match_finite_differences_and_naive_one_does_
     assert cj.asymmetry_norm(J_c) < 1e-13 * np.linalg.norm(J_c)
     assert cj.asymmetry_norm(J_s) > 1e-2 * np.linalg.norm(J_s)
     assert cj.is_symmetric(J_c) and not cj.is_symmetric(J_s)
-    # MODEL.md §3 trap: jacfwd of -grad[L(z, stop_gradient(z))] drops the held copy's motion
+    # docs/theory.md §3 trap: jacfwd of -grad[L(z, stop_gradient(z))] drops the held copy's motion
     flat, unravel = ravel_pytree(z)
     grad = jax.grad(cj.training_loss(cj.projection_loss, stop_gradient=True))
     naive = np.asarray(jax.jacfwd(lambda v: -ravel_pytree(grad(unravel(v), A))[0])(flat))
@@ -145,7 +145,7 @@ def test_p1_conservative_collapse_and_omega_bound(M):
     bound = n / (n + M)
     for W in np.asarray(sol.ys.W):
         om = cj.omega(W, n, M)
-        # independent: the projector form [I I] P_G [I; I] (MODEL.md §3)
+        # independent: the projector form [I I] P_G [I; I] (docs/theory.md §3)
         G = np.vstack([np.eye(D), W])
         P = G @ np.linalg.solve(G.T @ G, G.T)
         II = np.hstack([np.eye(D), np.eye(D)])
@@ -241,7 +241,7 @@ def test_p2_separated_fixed_point_has_predicted_w_spectrum(sg_fixed_point):
 @pytest.mark.parametrize("K2,n,M,d,seeds", [(2, 5, 1, 3, (0, 1)), (3, 4, 2, 4, (0, 2))])
 def test_p2_starts_are_classified_and_counted(K2, n, M, d, seeds):
     data = cj.standard_data(K2, n, M)
-    # t_max = 3e3 (MODEL.md's horizon): (3,4,2,4) seed 0 sits on a saddle plateau until
+    # t_max = 3e3 (docs/theory.md's horizon): (3,4,2,4) seed 0 sits on a saddle plateau until
     # t ~ 6e4 (measured), so it must come back as a slow transient, not as a fixed point.
     res = cj.classify_starts(data, d, seeds, stop_gradient=True, t_max=3e3)
     assert sum(res["counts"].values()) == len(seeds)

@@ -1,6 +1,6 @@
-"""The order-parameter reduction of the projection model (MODEL.md §3) against two independent
+"""The order-parameter reduction of the projection model (docs/theory.md §3) against two independent
 references: the full model simulated sample by sample (a field derived here from the direct
-pair loss, with its own held slot), and MODEL.md's hand-written reduced equations."""
+pair loss, with its own held slot), and docs/theory.md's hand-written reduced equations."""
 
 from typing import NamedTuple
 
@@ -65,7 +65,7 @@ def test_reduced_dynamics_equal_full_simulation(K, n, M, d, stop_gradient):
 
 
 def _model_md_sg_field(z, K, n, M):
-    """MODEL.md §3 'Exact reduction', stop-gradient field, transcribed by hand."""
+    """docs/theory.md §3 'Exact reduction', stop-gradient field, transcribed by hand."""
     G = z.W.T @ z.W
     ybar = z.y.mean(0)
     S = n * (z.C + z.xbar.T @ z.xbar) + K * M * (z.CS + jnp.outer(z.xs, z.xs))
@@ -107,7 +107,7 @@ def test_reduced_field_is_model_md_equations():
     assert got.P is None and ref.P is None
     for u, v in zip(got[:6], ref[:6], strict=True):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
-    # conservative = sg + MODEL.md's extra terms
+    # conservative = sg + docs/theory.md's extra terms
     cons = reduced_field()(0.0, z, p)
     G = z.W.T @ z.W + jnp.eye(d)
     ybar = z.y.mean(0)

@@ -97,7 +97,7 @@ for method in ("exact", "integrate"):
     r = embedding_sweep(np.linspace(0, 0.4, 5), 3, n_classes=3, per_class=3, dim=2,
                         ts=cj.log_times(1e-2, 100.0, 20), method=method, rtol=1e-9, atol=1e-11)
     save_sweep(r, sys.argv[1] + method)
-# t <= 10: the escape from W ~ 0 amplifies round-off (max Re J ~ 0.3-0.5, MODEL.md §3), so
+# t <= 10: the escape from W ~ 0 amplifies round-off (max Re J ~ 0.3-0.5, docs/theory.md §3), so
 # over longer horizons sharded and unsharded runs part at ~1e-12 through round-off alone
 if len(sys.argv) > 3:  # the projection sweep too (slow test)
     r = projection_sweep(np.linspace(0, 0.4, 5), 1, stop_gradient=True, n_classes=2,
@@ -254,7 +254,7 @@ def test_projection_sweep_equals_full_model_sample_by_sample(projection_pair):
 
 
 def test_projection_phase_diagram_p1_p2(projection_pair, tmp_path):
-    """MODEL.md §3: without stop-gradient frustration (M > 0) collapses the classes (P1),
+    """docs/theory.md §3: without stop-gradient frustration (M > 0) collapses the classes (P1),
     with it they stay apart (P2); M = 0 stays apart in both."""
     cons, sg = projection_pair[False], projection_pair[True]
     frustrated = cons.shared > 0

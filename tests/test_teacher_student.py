@@ -36,7 +36,7 @@ def _small_problem(f=0.1, seed=3, projection=False, p=3):
 
 
 def _reference_fields(state, data, stop_gradient):
-    """-grad of the losses by explicit per-sample sums (numpy), MODEL.md §3-§4."""
+    """-grad of the losses by explicit per-sample sums (numpy), docs/theory.md §3-§4."""
     xi, c = _np(data.xi), _np(data.labels)
     U, y = _np(state.U), _np(state.y)
     P = xi.shape[0]
@@ -137,7 +137,7 @@ def test_projection_jacobians_symmetric_and_stop_gradient_matches_fd():
     J = cj.jacobian(field, state, args)
     J_fd = cj.finite_difference_jacobian(field, state, args)
     assert np.max(np.abs(J - J_fd)) < 1e-7
-    assert cj.asymmetry_norm(J) > 1e-2 * np.linalg.norm(J)  # not a gradient (MODEL.md §3)
+    assert cj.asymmetry_norm(J) > 1e-2 * np.linalg.norm(J)  # not a gradient (docs/theory.md §3)
     # the naive construction (jacfwd of grad with lax.stop_gradient) is wrong: the trap
     value = cj.training_loss(loss, stop_gradient=True)
     flat, unravel = jax.flatten_util.ravel_pytree(state)
@@ -147,7 +147,7 @@ def test_projection_jacobians_symmetric_and_stop_gradient_matches_fd():
     assert np.max(np.abs(_np(naive) - J_fd)) > 1e-3
 
 
-# --- trajectories (defaults of MODEL.md §4) ---------------------------------------------
+# --- trajectories (defaults of docs/theory.md §4) ---------------------------------------------
 
 FS = np.array([0.0, 0.1, 0.2])
 TS = cj.log_times(1e-2, 400.0, 60)

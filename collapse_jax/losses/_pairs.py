@@ -1,4 +1,4 @@
-"""Pair sums in expanded form (MODEL.md §6): never build the `N x K x d` pair tensor."""
+"""Pair sums in expanded form (docs/theory.md §6): never build the `N x K x d` pair tensor."""
 
 import jax.numpy as jnp
 

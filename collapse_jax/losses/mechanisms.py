@@ -1,16 +1,16 @@
-"""Collapse-prevention mechanisms as losses on the standard data layer (issue 9).
+"""Collapse-prevention mechanisms as losses on the standard data layer.
 
-Every loss has the package signature ``loss(state, held, args)`` (MODEL.md §3: ``held`` is the
+Every loss has the package signature ``loss(state, held, args)`` (docs/theory.md §3: ``held`` is the
 slot where stop-gradient copies stand) with ``args`` a :class:`MechanismArgs`: the alignment
 matrix `A` of :meth:`~collapse_jax.data.StandardData.matrix` (frustration masks included: an
 all-zero row is an inactive sample) and a dict of hyper-parameters, so that a sweep can `vmap`
-over both. Conventions follow MODEL.md: sums over sample–label pairs, factor `1/2` on squared
-distances, every pair sum in expanded form (MODEL.md §6: the `N x K` distance matrix is formed
+over both. Conventions follow docs/theory.md: sums over sample–label pairs, factor `1/2` on squared
+distances, every pair sum in expanded form (docs/theory.md §6: the `N x K` distance matrix is formed
 by a matrix product, never an `N x K x d` tensor; cost `O(N K d)`).
 
 Mechanisms (formula next to each function):
 
-* ``mse_loss``: the embedding model `L_E` (the baseline, MODEL.md §2).
+* ``mse_loss``: the embedding model `L_E` (the baseline, docs/theory.md §2).
 * ``infonce_loss``: contrastive, InfoNCE over the label embeddings with temperature `tau`.
 * ``ema_loss``: samples align with a held exponential-moving-average copy `y_ema` of the
   labels; `y_ema` relaxes as `dy_ema/dt = (y - y_ema) / tau_ema` (the field wrapper is
@@ -52,7 +52,7 @@ class MechanismArgs(NamedTuple):
     """Arguments of every mechanism loss.
 
     Attributes:
-        A: alignment matrix `(N, K)` (MODEL.md §1).
+        A: alignment matrix `(N, K)` (docs/theory.md §1).
         params: hyper-parameters by name (scalars; a pytree, so they can be `vmap`-ed).
     """
 
@@ -95,7 +95,8 @@ def squared_distances(
 
 
 def mse_loss(state, held, args: MechanismArgs) -> Scalar:
-    """`L_E = 1/2 sum_ic A_ic |x_i - y_c|^2` (MODEL.md §2). Conservative; no hyper-parameter."""
+    """`L_E = 1/2 sum_ic A_ic |x_i - y_c|^2` (docs/theory.md §2). Conservative; no
+    hyper-parameter."""
     del held
     return 0.5 * pair_sum(args.A, state.x, state.y)
 
@@ -107,7 +108,7 @@ def infonce_loss(state, held, args: MechanismArgs) -> Scalar:
     `      = 1/2 sum_ic A_ic |x_i - y_c|^2 + (tau/2) sum_i r_i logsumexp_c'(-|x_i - y_c'|^2/tau)`
 
     (`r = A 1`). Similarity: negative squared distance (the sample's nearest label is its most
-    probable one, as in the accuracy of MODEL.md §1). The prefactor `tau/2` gives the sample
+    probable one, as in the accuracy of docs/theory.md §1). The prefactor `tau/2` gives the sample
     force `-(x_i - y_c) + sum_c' p_ic' (x_i - y_c')` per pair: the MSE attraction of the
     baseline plus a softmax-weighted repulsion from every label (the negatives); it only
     rescales time, not fixed points. `tau -> infinity` makes the repulsion uniform, `tau -> 0`
@@ -196,11 +197,11 @@ def vicreg_loss(state, held, args: MechanismArgs) -> Scalar:
 def ema_predictor_loss(
     state: EMAPredictorState, held: EMAPredictorState, args: MechanismArgs
 ) -> Scalar:
-    """Predictor with stop-gradient towards an EMA target (BYOL-like, MODEL.md §3 + EMA):
+    """Predictor with stop-gradient towards an EMA target (BYOL-like, docs/theory.md §3 + EMA):
 
     `L(z, h) = 1/2 sum_ic A_ic [ |W x_i - h.y_ema_c|^2 + |y_c - h.x_i|^2 ]`
 
-    With `tau_ema -> 0` (`y_ema = y`) this is `L_P^sg` of MODEL.md §3 (SimSiam); `y_ema`
+    With `tau_ema -> 0` (`y_ema = y`) this is `L_P^sg` of docs/theory.md §3 (SimSiam); `y_ema`
     relaxes as in :func:`ema_loss` (:class:`collapse_jax.mechanisms.EMAField`).
     """
     # held: the EMA target of the predictor branch, and the samples as targets of the labels
@@ -210,7 +211,7 @@ def ema_predictor_loss(
 
 
 def predictor_loss(state, held, args: MechanismArgs) -> Scalar:
-    """`L_P(z, h)` of MODEL.md §3 (predictor `W`), on :class:`MechanismArgs`.
+    """`L_P(z, h)` of docs/theory.md §3 (predictor `W`), on :class:`MechanismArgs`.
 
     With the stop-gradient field this is SimSiam (stop-gradient + predictor); with the
     conservative field it is the projection head without stop-gradient (collapses, P1).

@@ -1,11 +1,11 @@
-"""Projection-head model (MODEL.md §3)."""
+"""Projection-head model (docs/theory.md §3)."""
 
 from .._types import Alignment, ProjectionState, Scalar
 from ._pairs import pair_sum
 
 
 def projection_loss(state: ProjectionState, held: ProjectionState, A: Alignment) -> Scalar:
-    """`L_P = 1/2 sum_ic A_ic [ |W x_i - h.y_c|^2 + |y_c - h.x_i|^2 ]` (MODEL.md §3).
+    """`L_P = 1/2 sum_ic A_ic [ |W x_i - h.y_c|^2 + |y_c - h.x_i|^2 ]` (docs/theory.md §3).
 
     With ``held = state`` this is `L_P(x, y, W)` and its gradient the conservative field; with
     ``held`` frozen it is `L_P^sg` (same value), whose first-slot gradient is the stop-gradient

@@ -1,8 +1,8 @@
-"""Linear teacher-student model (MODEL.md §4), written on the data moments.
+"""Linear teacher-student model (docs/theory.md §4), written on the data moments.
 
 With `x_i = U xi_i` and the moments of :class:`~collapse_jax.data.TeacherStudentMoments`
 (`S = (1/P) sum_i xi_i xi_i^T`, `mu_c = (1/P) sum_{i in c} xi_i`, `pi_c = P_c / P`), every
-sample sum expands (MODEL.md §6) as
+sample sum expands (docs/theory.md §6) as
 
 `(1/P) sum_i 1/2 |A xi_i - b_{c_i}|^2 = 1/2 tr(A S A^T) - sum_c b_c . (A mu_c)
 + 1/2 sum_c pi_c |b_c|^2`
@@ -35,7 +35,7 @@ def mean_square_pairs(A, b, moments: TeacherStudentMoments) -> Scalar:
 def teacher_student_loss(
     state: TeacherStudentState, held: TeacherStudentState, moments: TeacherStudentMoments
 ) -> Scalar:
-    """Plain loss `L = (1/P) sum_i 1/2 |U xi_i - y_{c_i}|^2` (MODEL.md §4).
+    """Plain loss `L = (1/P) sum_i 1/2 |U xi_i - y_{c_i}|^2` (docs/theory.md §4).
 
     Nothing is held fixed (``held`` unused): the field is `-grad L`, linear and conservative;
     its Hessian is `H_row (x) I_p` with `H_row = [[S, -mu_+, -mu_-], [-mu_+^T, pi_+, 0],
@@ -48,7 +48,7 @@ def teacher_student_loss(
 def teacher_student_projection_loss(
     state: TeacherStudentState, held: TeacherStudentState, moments: TeacherStudentMoments
 ) -> Scalar:
-    """Projection variant (MODEL.md §3 construction with `x_i = U xi_i`, §4):
+    """Projection variant (docs/theory.md §3 construction with `x_i = U xi_i`, §4):
 
     `L = (1/P) sum_i 1/2 [ |W U xi_i - h(y_{c_i})|^2 + |y_{c_i} - h(U) xi_i|^2 ]`.
 
