@@ -77,6 +77,21 @@ def test_vmapped_sweep_equals_python_loop():
     np.testing.assert_allclose(res.shared, np.round(phis * 9 / (1 - phis)))
 
 
+def test_a_sweep_traces_its_member_once(monkeypatch):
+    """The whole frustration x seed grid is one trace and one compile, not one per member:
+    ``chex.assert_max_traces`` raises on a second trace of the member function."""
+    import chex
+
+    from collapse_jax import sweep as sweep_mod
+
+    counted = chex.assert_max_traces(sweep_mod.embedding_member, n=1)
+    monkeypatch.setattr(sweep_mod, "embedding_member", counted)
+    res = embedding_sweep(np.array([0.0, 0.2, 0.4]), 3, n_classes=3, per_class=3, dim=2, ts=TS)
+    assert res.min_l2.shape == (3, 3, len(TS)) and np.all(np.isfinite(res.min_l2))
+    with pytest.raises(AssertionError, match="traced > 1"):  # the counter does count
+        embedding_sweep(np.array([0.1]), 1, n_classes=3, per_class=3, dim=2, ts=TS)
+
+
 def test_results_file_loads_back_bit_identically(tmp_path):
     res = embedding_sweep([0.0, 0.3], 2, n_classes=2, per_class=2, dim=1, ts=TS)
     back = load_sweep(save_sweep(res, tmp_path / "s"))
