@@ -1517,7 +1517,8 @@ def main(argv=None) -> int:
         sys.stdout.write("\n")
     else:
         _print_human(args.command, out)
-    return 0
+    # a run whose own verifications failed (reproduce) is not a success
+    return 1 if isinstance(out, dict) and out.get("all_passed") is False else 0
 
 
 if __name__ == "__main__":

@@ -272,6 +272,23 @@ def test_cli_reproduce_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, m
     assert err.count("\n") == 1 and msg in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("failed, errors, code", [(0, {}, 0), (1, {}, 1), (0, {"sweep": "x"}, 1)])
+def test_cli_reproduce_exit_status_follows_the_verifications(
+    tmp_path, capsys, monkeypatch, failed, errors, code
+):
+    """Exit 0 only when every verification passed and every section ran; 1 otherwise (the
+    report is written either way)."""
+
+    def fake(out, **kw):
+        return {"report": f"{out}/report.md", "numbers": "n", "figures": [], "seconds": 0.0,
+                "checks": [], "passed": 3, "failed": failed, "errors": errors}  # fmt: skip
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    assert main(["reproduce", "--out", str(tmp_path), "--json"]) == code
+    res = json.loads(capsys.readouterr().out)
+    assert res["all_passed"] is (code == 0)
+
+
 def _teacher_student_rate_numpy(xi, labels):
     """Smallest eigenvalue of the plain teacher-student Hessian (one row of U with the
     matching components of y_+, y_-) whose eigenvector moves the separation y_+ − y_-: the
