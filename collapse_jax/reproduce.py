@@ -1,7 +1,8 @@
 """The paper's whole story in one run: figures, verifications and a written report.
 
-:func:`reproduce` runs five sections and writes PNG figures, ``report.md`` (which embeds
-them) and ``numbers.json`` (every number of the report, machine-readable) into one folder:
+[`reproduce`][collapse_jax.reproduce.reproduce] runs five sections and writes PNG figures,
+``report.md`` (which embeds them) and ``numbers.json`` (every number of the report,
+machine-readable) into one folder:
 
 1. ``embedding``: the embedding-only model: fast alignment and slow collapse. The exact
    sector solution against ``scipy.linalg.expm`` of the loss Hessian assembled in numpy; the
@@ -11,13 +12,14 @@ them) and ``numbers.json`` (every number of the report, machine-readable) into o
    against `M > 0`.
 2. ``projection``: the projection head with and without stop-gradient (docs/theory.md §3, P1-P3):
    trajectories on the `N`-independent reduced path
-   (:func:`~collapse_jax.simulate_projection`) and fixed points found, polished and classified
-   by :func:`~collapse_jax.steady.projection_fixed_point`.
-3. ``sweep``: a frustration sweep (:func:`~collapse_jax.sweep.embedding_sweep`) and its phase
-   diagram; a few members against ``scipy.linalg.expm``; a small diffrax-integrated sweep
-   whose fitted slow and fast rates (worst member) are held to `lambda_pm`; and a
-   projection-model sweep with and without stop-gradient where this version of
-   :mod:`collapse_jax.sweep` has ``projection_sweep``.
+   ([`simulate_projection`][collapse_jax.projection.simulate_projection]) and fixed points found,
+   polished and classified by
+   [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point].
+3. ``sweep``: a frustration sweep ([`embedding_sweep`][collapse_jax.sweep.embedding_sweep]) and its
+   phase diagram; a few members against ``scipy.linalg.expm``; a small diffrax-integrated sweep
+   whose fitted slow and fast rates (worst member) are held to `lambda_pm`; and a projection-model
+   sweep with and without stop-gradient where this version of
+   [`collapse_jax.sweep`][collapse_jax.sweep] has ``projection_sweep``.
 4. ``teacher_student``: the linear teacher-student model (docs/theory.md §4).
 5. ``diagnostics``: the collapse diagnostics on diffrax-integrated embeddings (class-mean
    MinL2 checked against numpy, its decay against `lambda+` in closed form).
@@ -72,7 +74,9 @@ _TIME_LABEL = "time t (gradient-flow time, dimensionless)"
 
 
 class ReproduceConfig(NamedTuple):
-    """Sizes of a :func:`reproduce` run. :data:`QUICK` and :data:`FULL` are the two presets.
+    """Sizes of a [`reproduce`][collapse_jax.reproduce.reproduce] run.
+    [`QUICK`][collapse_jax.reproduce.QUICK] and [`FULL`][collapse_jax.reproduce.FULL] are the two
+    presets.
 
     Attributes:
         classes, per_class, shared, dim, seed: the embedding model `(K, n, M, d)` and its start
@@ -156,6 +160,7 @@ FULL = ReproduceConfig(
     projection_sweep_seeds=4,
     ts_frustration=(0.0, 0.1, 0.2, 0.3),
     ts_seeds=3,
+    ts_sg_t1=1e4,  # seed 2 at f = 0 is still approaching its fixed point at t = 2000
     diagnostics_dim=16,
     diagnostics_points=80,
 )
@@ -362,12 +367,12 @@ def _fit_fast(t, v, lo: float = _FAST_LO, hi: float = _FAST_HI, uniform=None):
     """Fast rate of ``v(t)`` and the number of points fitted.
 
     The residual `r(t)` of `log v` about its slow line (the window of
-    :func:`~collapse_jax.metrics.fit_slow_rate`) decays as `c e^{(lambda- - lambda+) t}`; its
-    log-slope over the points before the slow window with ``lo < |r| < hi``, plus the slow
-    slope, is the fast rate. With ``uniform`` (equally spaced times, a subset of ``t``) the
-    slope is that of `log|r(t_k+1) − r(t_k)|` on that grid instead: differences remove a
-    constant offset of the slow line (an integrator's error in its intercept, which biases the
-    plain fit by `offset/|r|`).
+    [`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate]) decays as `c e^{(lambda- - lambda+) t}`;
+    its log-slope over the points before the slow window with ``lo < |r| < hi``, plus the slow
+    slope, is the fast rate. With ``uniform`` (equally spaced times, a subset of ``t``) the slope is
+    that of `log|r(t_k+1) − r(t_k)|` on that grid instead: differences remove a constant offset of
+    the slow line (an integrator's error in its intercept, which biases the plain fit by
+    `offset/|r|`).
     """
     from .metrics import _slow_fit
 
@@ -1018,7 +1023,7 @@ def _collapsed_tangent(u, W, N: int, K: int) -> np.ndarray:
 
 def _scipy_projection_path(z, A, ts, stop_gradient: bool, rtol: float = 1e-12):
     """Every sample integrated by scipy's LSODA (Adams / BDF, switching on stiffness) on
-    :func:`_np_projection_field`; the state flattened as `(x, y, W)` at ``ts`` (rows), the
+    `_np_projection_field`; the state flattened as `(x, y, W)` at ``ts`` (rows), the
     number of field evaluations, the status. (DOP853 agreed as well, but the stiff `W`
     block at the fixed point cost it 5x the evaluations: 8 s against 1 s at K=3, n=10.)"""
     from scipy.integrate import solve_ivp
@@ -2245,9 +2250,10 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
                 "fixed point)",
                 r["residual_final"] / r["residual_initial"],
                 0.0,
-                # measured 4.4e-12 .. 7.4e-12 (seed 0, t1 = 2000; 2.6e-6 at t1 = 400); 6e-7 for
-                # seed 2, f = 0, still approaching slowly (1.5e-7 at t = 5000, 1.6e-9 at 10000)
-                2e-6,
+                # measured 4.4e-12 .. 7.4e-12 (quick: seed 0, t1 = 2000); full preset (seeds
+                # 0-2, t1 = 1e4): 3.7e-14 .. 1.6e-9, the worst seed 2 at f = 0, which is still
+                # at 2.7e-6 at t = 2000: it approaches its fixed point slowly
+                2e-8,
                 "abs",
                 basis="a fixed point has F = 0: the field is evaluated directly at the "
                 "integrated end state, independently of the integrator's error control",
@@ -2745,9 +2751,11 @@ def reproduce(
 
     Args:
         out_dir: output folder (created if needed).
-        quick: use :data:`QUICK` (a few minutes on a 2-core CPU) instead of :data:`FULL`.
+        quick: use [`QUICK`][collapse_jax.reproduce.QUICK] (a few minutes on a 2-core CPU) instead
+            of [`FULL`][collapse_jax.reproduce.FULL].
         config: explicit sizes (overrides ``quick``).
-        sections: which of :data:`SECTIONS` to run (report order is kept).
+        sections: which of [`SECTIONS`][collapse_jax.reproduce.SECTIONS] to run (report order is
+            kept).
         progress: progress lines on stderr.
         command: the command line recorded in the report.
 
