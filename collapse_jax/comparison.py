@@ -1,21 +1,24 @@
 """Every collapse-prevention mechanism in one minimal model, compared.
 
-:func:`mechanism_sweep` integrates one :class:`~collapse_jax.mechanisms.Mechanism` over a
-`frustration x hyper-parameter x seed` grid in one ``jit(vmap)`` call (shapes are fixed by the
-frustration masks of :func:`~collapse_jax.data.frustration_data`); :func:`compare_mechanisms`
-runs it for every mechanism, classifies each member and builds the table of the frustration
-range in which each mechanism keeps a finite separation. :func:`mechanism_fixed_point` is the
-steady-state / linear-stability analysis, :func:`train_mechanism` the discrete (optax)
-counterpart of the flow.
+[`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] integrates one
+[`Mechanism`][collapse_jax.mechanisms.Mechanism] over a `frustration x hyper-parameter x seed` grid
+in one ``jit(vmap)`` call (shapes are fixed by the frustration masks of
+[`frustration_data`][collapse_jax.data.frustration_data]);
+[`compare_mechanisms`][collapse_jax.comparison.compare_mechanisms] runs it for every mechanism,
+classifies each member and builds the table of the frustration range in which each mechanism keeps a
+finite separation. [`mechanism_fixed_point`][collapse_jax.comparison.mechanism_fixed_point] is the
+steady-state / linear-stability analysis,
+[`train_mechanism`][collapse_jax.comparison.train_mechanism] the discrete (optax) counterpart of the
+flow.
 
 Classification of a member (documented choice, from `MinL2(t)` at the save times):
 
 * ``"collapsed"``: MinL2 fell below ``collapse_fraction`` (1e-2) of its start
-  (:func:`~collapse_jax.sweep.collapse_time` is finite);
-* ``"separated"``: it did not, and the late log-slope (:func:`~collapse_jax.fit_slow_rate`
-  over the last decade of times where MinL2 is above :data:`RATE_FLOOR` of its start) times
-  the horizon is above ``-1`` (less than one e-fold of decay at the final rate over the whole
-  run: a finite separation, or a growing one);
+  ([`collapse_time`][collapse_jax.sweep.collapse_time] is finite);
+* ``"separated"``: it did not, and the late log-slope
+  ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate] over the last decade of times where MinL2
+  is above `RATE_FLOOR` of its start) times the horizon is above ``-1`` (less than one e-fold of
+  decay at the final rate over the whole run: a finite separation, or a growing one);
 * ``"decaying"``: neither within the horizon (slow collapse still under way).
 """
 
@@ -92,10 +95,11 @@ def mechanism_member(
     """One member: integrate ``mech`` from its default start, metrics at ``ts``.
 
     Returns MinL2, accuracies and loss at ``ts``, the diffrax result code and step count, and
-    :data:`DIAGNOSTIC_KEYS` of :func:`~collapse_jax.diagnose` on the final clean-sample
-    embeddings `x_i` (with their classes; shared rows are left out so that the shape does not
-    depend on the frustration ratio). Default solver: ``Tsit5`` (explicit; these small
-    systems are stiff only mildly, and implicit solvers cost more to compile than to run).
+    [`DIAGNOSTIC_KEYS`][collapse_jax.comparison.DIAGNOSTIC_KEYS] of
+    [`diagnose`][collapse_jax.diagnostics.diagnose] on the final clean-sample embeddings `x_i` (with
+    their classes; shared rows are left out so that the shape does not depend on the frustration
+    ratio). Default solver: ``Tsit5`` (explicit; these small systems are stiff only mildly, and
+    implicit solvers cost more to compile than to run).
     """
     z0 = mech.init(key, data.n_samples, data.n_classes, dim)
     args = mech.args(data.matrix(), value)
@@ -141,10 +145,11 @@ def mechanism_sweep(
     points: int = 40,
     **member_kw,
 ) -> dict:
-    """``jit(vmap)`` of :func:`mechanism_member` over `frustration x values x seeds`.
+    """``jit(vmap)`` of [`mechanism_member`][collapse_jax.comparison.mechanism_member] over
+    `frustration x values x seeds`.
 
     Args:
-        mechanism: a :class:`~collapse_jax.mechanisms.Mechanism` or its registry name.
+        mechanism: a [`Mechanism`][collapse_jax.mechanisms.Mechanism] or its registry name.
         frustration: ratios `phi` (rule ``"round"``: `M = round(phi K n / (1 - phi))` shared
             rows, reported as ``shared``).
         values: main hyper-parameter values (default: the mechanism's ``grid``; ignored, one
@@ -154,8 +159,8 @@ def mechanism_sweep(
     Returns:
         A dict of host arrays with axes `(F, H, S[, T])` (``min_l2``, ``accuracy``,
         ``accuracy_all``, ``loss``, ``result``, ``steps``, ``diag_*``), ``collapse_time``,
-        ``slow_rate``, ``status`` (:func:`classify`), the axes ``frustration``, ``shared``,
-        ``values``, ``seeds``, ``t`` and ``seconds``.
+        ``slow_rate``, ``status`` ([`classify`][collapse_jax.comparison.classify]), the axes
+        ``frustration``, ``shared``, ``values``, ``seeds``, ``t`` and ``seconds``.
     """
     mech = get_mechanism(mechanism)
     phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
@@ -272,8 +277,9 @@ def compare_mechanisms(
     values: dict | None = None,
     progress=None,
 ) -> dict:
-    """:func:`mechanism_sweep` for every mechanism (default all of
-    :data:`~collapse_jax.mechanisms.MECHANISMS`) and the :func:`separation_table`.
+    """[`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] for every mechanism
+    (default all of [`MECHANISMS`][collapse_jax.mechanisms.MECHANISMS]) and the
+    [`separation_table`][collapse_jax.comparison.separation_table].
 
     ``values`` maps a mechanism name to its hyper-parameter values (default its ``grid``).
     Returns ``{"results": name -> sweep dict, "table": rows, "seconds": total,
@@ -312,18 +318,18 @@ def compare_mechanisms(
 def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7, **kwargs):
     """Steady state reached from ``state0`` and its Jacobian spectrum (host, float64).
 
-    :func:`~collapse_jax.find_steady_state` on the mechanism's field (integrate, polish,
-    refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum of the
-    autodiff Jacobian of the field (correct for held-slot fields, docs/theory.md §3). Returns
-    ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``,
-    ``residual``, ``max_real`` (largest real part), ``zero_modes`` (`|lambda| <= zero_tol`),
-    ``n_variables``, ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
+    [`find_steady_state`][collapse_jax.steady.find_steady_state] on the mechanism's field
+    (integrate, polish, refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum
+    of the autodiff Jacobian of the field (correct for held-slot fields, docs/theory.md §3). Returns
+    ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``, ``residual``,
+    ``max_real`` (largest real part), ``zero_modes`` (`|lambda| <= zero_tol`), ``n_variables``,
+    ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
 
     Closed forms exist for ``mse`` (docs/theory.md §2) and ``ema``
-    (:func:`~collapse_jax.mechanisms.ema_bias_matrix`; both linear, so the spectrum is the
-    same at every state) and for the fixed points of ``simsiam`` (docs/theory.md §3, P2: `W` has
-    eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points,
-    with `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
+    ([`ema_bias_matrix`][collapse_jax.mechanisms.ema_bias_matrix]; both linear, so the spectrum is
+    the same at every state) and for the fixed points of ``simsiam`` (docs/theory.md §3, P2: `W` has
+    eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points, with
+    `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
     """
     from .spectral import asymmetry_norm, eigenvalues, jacobian
     from .steady import find_steady_state
@@ -471,8 +477,9 @@ def fixed_point_analysis(
     zero_tol: float = 1e-7,
     progress=None,
 ) -> list[dict]:
-    """:func:`mechanism_fixed_point` for every mechanism (default hyper-parameters) and
-    frustration ratio, with :func:`predicted_zero_modes`.
+    """[`mechanism_fixed_point`][collapse_jax.comparison.mechanism_fixed_point] for every mechanism
+    (default hyper-parameters) and frustration ratio, with
+    [`predicted_zero_modes`][collapse_jax.comparison.predicted_zero_modes].
 
     `M = round(phi K n / (1 - phi))` active shared samples (no inactive rows). One row per
     (mechanism, ratio): ``mechanism``, ``frustration``, ``shared``, ``status``, ``t``,
@@ -534,16 +541,16 @@ def train_mechanism(
 ):
     """Discrete training of a mechanism with an optax optimiser, on the same loss as its flow.
 
-    The gradient is that of :func:`~collapse_jax.fields.training_loss` (``lax.stop_gradient``
-    on the held slot for stop-gradient and EMA mechanisms). The EMA target is not trained: after
-    each update `y_ema <- y_ema + (dt / tau_ema)(y - y_ema)` (explicit Euler of its relaxation
-    with the pre-update `y`; ``dt`` is the flow time one step stands for, the learning rate for
-    ``optax.sgd``), so weight decay never acts on it. Minibatch noise: with ``batch_size`` `b`,
-    every step keeps each row of `A` with probability `b/N` and rescales it by `N/b` (an
-    unbiased estimate of the full-batch gradient); step `j` uses ``fold_in(key, j)``.
+    The gradient is that of [`training_loss`][collapse_jax.fields.training_loss]
+    (``lax.stop_gradient`` on the held slot for stop-gradient and EMA mechanisms). The EMA target is
+    not trained: after each update `y_ema <- y_ema + (dt / tau_ema)(y - y_ema)` (explicit Euler of
+    its relaxation with the pre-update `y`; ``dt`` is the flow time one step stands for, the
+    learning rate for ``optax.sgd``), so weight decay never acts on it. Minibatch noise: with
+    ``batch_size`` `b`, every step keeps each row of `A` with probability `b/N` and rescales it by
+    `N/b` (an unbiased estimate of the full-batch gradient); step `j` uses ``fold_in(key, j)``.
 
-    Returns ``(steps_saved, states)`` like :func:`collapse_jax.train`. `jit`/`vmap`-able over
-    ``data`` (frustration masks) and ``value``.
+    Returns ``(steps_saved, states)`` like [`collapse_jax.train`][collapse_jax.integrate.train].
+    `jit`/`vmap`-able over ``data`` (frustration masks) and ``value``.
     """
     import optax
 
@@ -585,7 +592,8 @@ def train_mechanism(
 
 
 def default_optimizers(lr: float = 5e-3) -> dict:
-    """Optimisers of :func:`training_comparison`: ``name -> (optax transform, dt, batch)``.
+    """Optimisers of [`training_comparison`][collapse_jax.comparison.training_comparison]:
+    ``name -> (optax transform, dt, batch)``.
 
     All stand for the same flow time per step (`dt = lr`): plain gradient descent
     (``gd``), heavy-ball momentum 0.9 at learning rate `lr (1 - 0.9)` (same terminal
@@ -618,11 +626,12 @@ def training_comparison(
 ) -> dict:
     """Discrete training for every mechanism and optimiser over frustration ratios.
 
-    Each (mechanism, optimiser) is one ``jit(vmap)`` of :func:`train_mechanism` over the
-    ratios (default hyper-parameter, one seed), run for `t1 / dt` steps; members are
-    classified like the flow (:func:`classify`, with `t = step dt`). Returns
-    ``{"rows": [...], "seconds": ...}``; each row holds the mechanism, optimiser, ratios,
-    ``status`` per ratio, ``final_min_l2_ratio`` and ``separated_up_to``.
+    Each (mechanism, optimiser) is one ``jit(vmap)`` of
+    [`train_mechanism`][collapse_jax.comparison.train_mechanism] over the ratios (default
+    hyper-parameter, one seed), run for `t1 / dt` steps; members are classified like the flow
+    ([`classify`][collapse_jax.comparison.classify], with `t = step dt`). Returns
+    ``{"rows": [...], "seconds": ...}``; each row holds the mechanism, optimiser, ratios, ``status``
+    per ratio, ``final_min_l2_ratio`` and ``separated_up_to``.
     """
     names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
     optimizers = default_optimizers() if optimizers is None else optimizers

@@ -6,14 +6,14 @@ static under `jit`/`vmap`, so a sweep over the frustration ratio keeps the numbe
 rows fixed (``max_shared``) and changes which of them are active and with what weight.
 
 Rule for mapping a frustration ratio `phi` to shared rows (the toolkit always reports the `M`
-it used, see :attr:`StandardData.shared_total`):
+it used, see [`StandardData.shared_total`][collapse_jax.data.StandardData.shared_total]):
 
 * ``"round"`` (default): `M = round(phi K n / (1 - phi))` shared rows are active with weight 1,
   the rest are inactive (weight 0). Every closed form of docs/theory.md §2 holds exactly.
 * ``"spread"``: every one of the ``max_shared`` rows is active with weight
   `w = M / max_shared`, `M = phi K n / (1 - phi)` unrounded. The total shared weight is `M`, so
   sector II (`lambda_pm`, the collapse rate) holds with that `M`; sectors I and III use `w`
-  (see :func:`collapse_jax.exact.sector_eigenvalues`).
+  (see [`collapse_jax.exact.sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues]).
 """
 
 from __future__ import annotations
@@ -252,7 +252,8 @@ class TeacherStudentData(eqx.Module):
         return jnp.mean(self.frustrated, axis=-1)
 
     def moments(self) -> TeacherStudentMoments:
-        """:class:`TeacherStudentMoments` of the inputs (cost `O(P D^2)`, once per data set)."""
+        """[`TeacherStudentMoments`][collapse_jax.data.TeacherStudentMoments] of the inputs (cost
+        `O(P D^2)`, once per data set)."""
         return _moments(self.xi, self.labels)
 
     def batch_moments(self, key: PRNGKeyArray, batch_size: int) -> TeacherStudentMoments:
@@ -260,7 +261,8 @@ class TeacherStudentData(eqx.Module):
 
         Normalised by the batch size (`(1/B) sum_{i in batch}`), so the loss on these moments
         is the minibatch mean loss: an unbiased estimate of the full loss and gradient. For
-        stochastic training with :func:`collapse_jax.integrate.train` (``sample_args``).
+        stochastic training with [`collapse_jax.integrate.train`][collapse_jax.integrate.train]
+        (``sample_args``).
         """
         B = _check_int("batch_size", batch_size, 1)
         P = self.xi.shape[-2]
@@ -304,8 +306,9 @@ def teacher_student_data(
     `vmap`/`jit`): every sample gets a uniform draw `u_i` from the key; within each class the
     `round(f P/2)` samples of smallest `u_i` are frustrated (`s_i = -c_i`: they keep their label
     but sit at the opposite peak). The realised fraction is therefore `round(f P/2) / (P/2)` in
-    each class (reported by :attr:`TeacherStudentData.frustration_realised`), the frustrated
-    sets are nested as `f` grows, and the noise `z` and teacher do not depend on `f`.
+    each class (reported by
+    [`TeacherStudentData.frustration_realised`][collapse_jax.data.TeacherStudentData.frustration_realised]),
+    the frustrated sets are nested as `f` grows, and the noise `z` and teacher do not depend on `f`.
 
     Args:
         key: PRNG key (the seed).
@@ -367,9 +370,10 @@ def init_projection_state(
 ) -> ProjectionState:
     """Default initial state of the projection model (docs/theory.md §1).
 
-    `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as :func:`init_embedding_state` draws them from
-    ``key`` (so both models start from the same embeddings for one seed), and
-    `W = I + 0.1 N(0, 1)` drawn from ``jax.random.fold_in(key, 1)``.
+    `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as
+    [`init_embedding_state`][collapse_jax.data.init_embedding_state] draws them from ``key`` (so
+    both models start from the same embeddings for one seed), and `W = I + 0.1 N(0, 1)` drawn from
+    ``jax.random.fold_in(key, 1)``.
     """
     base = init_embedding_state(key, n_samples, n_classes, dim)
     d = base.x.shape[-1]

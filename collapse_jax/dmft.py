@@ -1,7 +1,7 @@
 """Self-consistent (Dyson-type) solution of the projection model by windowed Picard iteration.
 
 The equation iterated is written out in ``docs/dmft.md``. In short: split the order parameters
-of :mod:`collapse_jax.reduced` into the predictor `W` and the rest,
+of [`collapse_jax.reduced`][collapse_jax.reduced] into the predictor `W` and the rest,
 `u = (xbar_c, xbar_S, y_c, C, C_S)`. Given a trajectory `W(t)` the rest obeys *linear*
 equations (stop-gradient field, `G(t) = W(t)^T W(t)`, shared weight `w`, `M = w m`):
 
@@ -52,11 +52,11 @@ __all__ = ["DMFTResult", "solve_dmft"]
 
 
 class DMFTResult(NamedTuple):
-    """Output of :func:`solve_dmft` (host arrays).
+    """Output of [`solve_dmft`][collapse_jax.dmft.solve_dmft] (host arrays).
 
     Attributes:
         t: window end times (and `t0`), `(T,)`.
-        states: :class:`ReducedState` with a leading time axis.
+        states: [`ReducedState`][collapse_jax.reduced.ReducedState] with a leading time axis.
         min_l2: MinL2 of the label embeddings at ``t``.
         iterations: Picard iterations used on each window, `(T-1,)`.
         changes: last `max |W^(k+1) - W^(k)|` on each window.
@@ -176,12 +176,14 @@ def solve_dmft(
     """Solve the self-consistent equation for `W(t)` on `[0, t1]` by windowed Picard iteration.
 
     Args:
-        z0: initial order parameters (:func:`~collapse_jax.reduced.reduce_state`).
-        params: group sizes (:func:`~collapse_jax.reduced.reduced_params`).
+        z0: initial order parameters ([`reduce_state`][collapse_jax.reduced.reduce_state]).
+        params: group sizes ([`reduced_params`][collapse_jax.reduced.reduced_params]).
         t1: end time; ``window``: window length (the last one may be shorter).
         tol: convergence threshold on `max |W^(k+1) - W^(k)|` at ``n_check`` points a window.
         max_iter: iterations a window before it is declared not converged.
-        rtol, atol, solver: of the two sub-solves (default Tsit5; the sub-problems are linear).
+        rtol: relative tolerance of the two sub-solves.
+        atol: absolute tolerance of the two sub-solves.
+        solver: solver of the two sub-solves (default Tsit5; the sub-problems are linear).
         keep_dense: keep each window's converged `W` iterate (``DMFTResult.w_dense``; each
             holds ``max_steps`` dense steps, so lower ``max_steps`` for long runs).
 

@@ -14,8 +14,9 @@ sectors (plus, in a fixed-shape sweep, the inactive shared rows):
 * inactive shared rows (weight 0) do not move: eigenvalue 0.
 
 `M = w m` is the total shared weight (`w = 1` for the standard data set). Everything here
-works on a :class:`~collapse_jax.data.StandardData` and is `jit`/`vmap`-compatible except
-:func:`sector_eigenvalues`, which returns host arrays with multiplicities.
+works on a [`StandardData`][collapse_jax.data.StandardData] and is `jit`/`vmap`-compatible except
+[`sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues], which returns host arrays with
+multiplicities.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def exact_solution(
 ) -> EmbeddingState:
     """`z(t) = expm(J t) z(0)` through the sectors, `O(N d)` per time point (docs/theory.md §2).
 
-    Returns an :class:`EmbeddingState` whose arrays carry a leading time axis.
+    Returns an [`EmbeddingState`][collapse_jax.EmbeddingState] whose arrays carry a leading time
+    axis.
     """
     K = data.n_classes
     xc, xs, y = _split(state0, data)
@@ -187,7 +189,8 @@ def exact_class_distances(
 def exact_min_l2(
     state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
 ) -> Float[Array, " times"]:
-    """`MinL2(t)` on the exact path, free of round-off (see :func:`exact_class_distances`)."""
+    """`MinL2(t)` on the exact path, free of round-off (see
+    [`exact_class_distances`][collapse_jax.exact.exact_class_distances])."""
     D = exact_class_distances(state0, data, ts)
     K = D.shape[-1]
     return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D), axis=(-2, -1))
@@ -203,7 +206,7 @@ def teacher_student_hessian(moments) -> np.ndarray:
     with the `a`-th components of `y_±`, the same way for every `a`, so its full Hessian is
     `H_row (x) I_p` with, in the order `(U_a, y_+a, y_-a)`,
     `H_row = [[S, -mu_+, -mu_-], [-mu_+^T, pi_+, 0], [-mu_-^T, 0, pi_-]]`
-    (moments of :class:`~collapse_jax.data.TeacherStudentMoments`).
+    (moments of [`TeacherStudentMoments`][collapse_jax.data.TeacherStudentMoments]).
     """
     S, mu, pi = (np.asarray(a, dtype=np.float64) for a in moments)
     D = S.shape[0]

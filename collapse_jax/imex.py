@@ -2,21 +2,22 @@
 
 The fast parts of the projection model (the relaxations of `W` and `y`, docs/theory.md §6) are
 affine in the fast variables once the slow ones are fixed. Diffrax's
-:class:`diffrax.KenCarp4` treats such a split with a Newton (chord) iteration on a dense
+`diffrax.KenCarp4` treats such a split with a Newton (chord) iteration on a dense
 Jacobian of the whole state, which costs more than the model itself (measured: no
-finish within 400 s). :class:`StageSolveKenCarp4` runs the same Kennedy--Carpenter
-ARK4(3)6L[2]SA tableaux, taken from :class:`diffrax.KenCarp4` itself, but asks the caller
-for the exact solution of each implicit stage equation
+finish within 400 s). [`StageSolveKenCarp4`][collapse_jax.imex.StageSolveKenCarp4] runs the same
+Kennedy--Carpenter ARK4(3)6L[2]SA tableaux, taken from `diffrax.KenCarp4` itself, but asks the
+caller for the exact solution of each implicit stage equation
 
     U = R + eta * f_I(t, U, args),
 
 which for an `f_I` affine in `U` is a linear solve the caller can do with its structure (for
-the projection model: a `d x d` system, see :meth:`collapse_jax.reduced.ReducedField.stage_solve`).
-There is no Newton iteration, no Jacobian and no failed stage: a step is rejected only by the
-error controller. Error estimate and 3rd-order dense output are KenCarp4's.
+the projection model: a `d x d` system, see
+[`collapse_jax.reduced.ReducedField.stage_solve`][collapse_jax.reduced.ReducedField.stage_solve]).
+There is no Newton iteration, no Jacobian and no failed stage: a step is rejected only by the error
+controller. Error estimate and 3rd-order dense output are KenCarp4's.
 
 Use with ``terms = diffrax.MultiTerm(diffrax.ODETerm(f_E), diffrax.ODETerm(f_I))`` and an
-adaptive step-size controller, as for :class:`diffrax.KenCarp4`.
+adaptive step-size controller, as for `diffrax.KenCarp4`.
 """
 
 from __future__ import annotations
@@ -97,21 +98,21 @@ class AbstractStageSolveARK(diffrax.AbstractAdaptiveSolver):
 
 
 class StageSolveKenCarp3(AbstractStageSolveARK):
-    """:class:`diffrax.KenCarp3` (order 3, 4 stages) with exact implicit stages."""
+    """`diffrax.KenCarp3` (order 3, 4 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp3
     interpolation_cls: ClassVar = diffrax.KenCarp3.interpolation_cls
 
 
 class StageSolveKenCarp4(AbstractStageSolveARK):
-    """:class:`diffrax.KenCarp4` (order 4, 6 stages) with exact implicit stages."""
+    """`diffrax.KenCarp4` (order 4, 6 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp4
     interpolation_cls: ClassVar = diffrax.KenCarp4.interpolation_cls
 
 
 class StageSolveKenCarp5(AbstractStageSolveARK):
-    """:class:`diffrax.KenCarp5` (order 5, 8 stages) with exact implicit stages."""
+    """`diffrax.KenCarp5` (order 5, 8 stages) with exact implicit stages."""
 
     reference: ClassVar[type] = diffrax.KenCarp5
     interpolation_cls: ClassVar = diffrax.KenCarp5.interpolation_cls

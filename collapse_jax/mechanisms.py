@@ -1,12 +1,15 @@
 """The registry of collapse-prevention mechanisms: name -> state, loss, field.
 
-Each :class:`Mechanism` bundles a loss of :mod:`collapse_jax.losses.mechanisms` (signature
-``loss(state, held, args)`` with ``args`` a :class:`~collapse_jax.losses.MechanismArgs`), the
-default initial state of docs/theory.md §1 (plus `y_ema = y` and `W = I + 0.1 N(0, 1)` where the
-state has them), which field to derive (conservative `-grad L(z, z)`, stop-gradient
-`-d_1 L(z, h)|_{h=z}`, or :class:`EMAField`) and its main hyper-parameter. Fields, Jacobians
-(:func:`collapse_jax.jacobian`), integration (:func:`collapse_jax.simulate`), steady states
-and sweeps take these objects unchanged.
+Each [`Mechanism`][collapse_jax.mechanisms.Mechanism] bundles a loss of
+[`collapse_jax.losses.mechanisms`][collapse_jax.losses.mechanisms] (signature
+``loss(state, held, args)`` with ``args`` a
+[`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs]), the default initial state of
+docs/theory.md §1 (plus `y_ema = y` and `W = I + 0.1 N(0, 1)` where the state has them), which field
+to derive (conservative `-grad L(z, z)`, stop-gradient `-d_1 L(z, h)|_{h=z}`, or
+[`EMAField`][collapse_jax.mechanisms.EMAField]) and its main hyper-parameter. Fields, Jacobians
+([`collapse_jax.jacobian`][collapse_jax.spectral.jacobian]), integration
+([`collapse_jax.simulate`][collapse_jax.integrate.simulate]), steady states and sweeps take these
+objects unchanged.
 
 | name | loss | field | main hyper-parameter (default) |
 |---|---|---|---|
@@ -92,7 +95,7 @@ class Mechanism(NamedTuple):
         loss: ``loss(state, held, MechanismArgs) -> scalar``.
         init: ``init(key, n_samples, n_classes, dim) -> state`` (docs/theory.md §1 defaults).
         stop_gradient: derive the stop-gradient field (held slot frozen).
-        ema: the state has `y_ema`, relaxed by :class:`EMAField`.
+        ema: the state has `y_ema`, relaxed by [`EMAField`][collapse_jax.mechanisms.EMAField].
         hyper: name of the main hyper-parameter (``None`` if there is none).
         params: default hyper-parameters (the main one included).
         grid: default values of the main hyper-parameter in comparison sweeps.
@@ -131,7 +134,8 @@ class Mechanism(NamedTuple):
         return vector_field(self.loss, stop_gradient=self.stop_gradient)
 
     def args(self, A, value=None, **overrides) -> MechanismArgs:
-        """:class:`MechanismArgs` with the defaults, the main hyper-parameter set to ``value``
+        """[`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs] with the defaults, the
+        main hyper-parameter set to ``value``
         (if given) and any other ``overrides``; values may be traced (``vmap``)."""
         params = dict(self.params)
         if value is not None:

@@ -58,7 +58,8 @@ def nearest_label_accuracy(
     value. Ties count as wrong. Distances are compared through
     `|y_k - ybar|^2 - 2 (p_i - ybar).(y_k - ybar)` (centred, so no `N x K x d` tensor and no
     cancellation against `|p_i|^2`). Both values are
-    NaN when MinL2 is at the round-off floor (:func:`roundoff_floor`).
+    NaN when MinL2 is at the round-off floor
+    ([`roundoff_floor`][collapse_jax.metrics.roundoff_floor]).
     """
     ybar = jnp.mean(y, axis=0)
     yc = y - ybar
@@ -80,8 +81,8 @@ def nearest_label_accuracy(
 def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
     """MinL2, loss and accuracies of one embedding-model state (docs/theory.md §1, §2).
 
-    ``data`` is a :class:`~collapse_jax.data.StandardData`; `vmap` over a leading time axis of
-    ``state`` for a trajectory.
+    ``data`` is a [`StandardData`][collapse_jax.data.StandardData]; `vmap` over a leading time axis
+    of ``state`` for a trajectory.
     """
     from .losses import embedding_loss
 
@@ -148,10 +149,11 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
     """Early exponential rate: the rate at which `log values` approaches its slow line.
 
     With `MinL2(t) = |u e^{l+ t} + v e^{l- t}|`, `log MinL2 - (l+ t + log|u|)` decays as
-    `c e^{(l- - l+) t}`. The residual of the slow fit (:func:`fit_slow_rate`, whose window also
-    gives the line) is fitted where `1e-9 < |residual| < 1e-2`, before the slow window; the
-    returned rate is that slope plus the slow rate. NaN with fewer than three points.
-    ``slow_rate`` is accepted for symmetry but the line is always refitted.
+    `c e^{(l- - l+) t}`. The residual of the slow fit
+    ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate], whose window also gives the line) is
+    fitted where `1e-9 < |residual| < 1e-2`, before the slow window; the returned rate is that slope
+    plus the slow rate. NaN with fewer than three points. ``slow_rate`` is accepted for symmetry but
+    the line is always refitted.
     """
     del slow_rate
     slope, intercept, t_start = _slow_fit(ts, values, floor)
@@ -181,7 +183,8 @@ def binary_accuracy_scale_free(state, data) -> Float[Array, ""]:
     no product underflows while the state itself is representable (a float64 run that squared
     unnormalised distances fell to a tie, accuracy 0.5, docs/theory.md §4). NaN when the state is
     zero or not finite, or when the relative separation `MinL2 / scale` is at the round-off floor
-    (:data:`ROUNDOFF_FACTOR` `* eps`), where the sign is an artefact.
+    ([`ROUNDOFF_FACTOR`][collapse_jax.metrics.ROUNDOFF_FACTOR] `* eps`), where the sign is an
+    artefact.
     """
     U, y = state.U, state.y
     scale = jnp.maximum(jnp.max(jnp.abs(U)), jnp.max(jnp.abs(y)))
@@ -204,8 +207,8 @@ def teacher_student_metrics(state, data, loss) -> dict[str, Float[Array, ""]]:
     """MinL2 `= |y_+ - y_-|`, scale-free accuracy and loss of one teacher-student state.
 
     Args:
-        state: :class:`~collapse_jax._types.TeacherStudentState`.
-        data: :class:`~collapse_jax.data.TeacherStudentData`.
+        state: [`TeacherStudentState`][collapse_jax.TeacherStudentState].
+        data: [`TeacherStudentData`][collapse_jax.data.TeacherStudentData].
         loss: the model's ``loss(state, held, moments)``; evaluated at ``held = state``.
 
     `vmap` over a leading time axis of ``state`` for a trajectory (docs/theory.md §4).

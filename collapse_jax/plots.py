@@ -76,7 +76,7 @@ def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = No
     drawn at 1e-30 (they reach float64 underflow at long times).
 
     Returns the ``matplotlib.figure.Figure``; with ``path`` it is also written there
-    (:func:`save_figure`).
+    ([`save_figure`][collapse_jax.plots.save_figure]).
     """
     phi = result.frustration
     floor = 1e-30
@@ -152,14 +152,15 @@ def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
     """Phase diagram of projection-model sweeps, one curve per variant (P1 / P2).
 
     ``results`` maps a label (e.g. ``"with stop-gradient"``) to a
-    :class:`~collapse_jax.sweep.SweepResult` over the same ratios. Panels: (a) final MinL2
+    [`SweepResult`][collapse_jax.sweep.SweepResult] over the same ratios. Panels: (a) final MinL2
     vs frustration ratio (seeds as dots, geometric mean as a line); values below ``floor``
     (round-off: a collapsed state has MinL2 ~ 1e-16) are drawn at ``floor``; (b) final
     accuracy on clean samples (undefined, so not drawn, once MinL2 is at round-off); (c)
     collapse time: first save time with MinL2 below 1e-2 of its start.
 
-    Returns the ``matplotlib.figure.Figure`` (write it with :func:`save_figure`). The mean
-    curve of each variant carries its label on every panel, so its data can be read back.
+    Returns the ``matplotlib.figure.Figure`` (write it with
+    [`save_figure`][collapse_jax.plots.save_figure]). The mean curve of each variant carries its
+    label on every panel, so its data can be read back.
     """
     from .sweep import collapse_time
 
@@ -206,17 +207,17 @@ def _ts_label(run) -> str:
 def teacher_student_figure(runs, title: str | None = None):
     """Teacher-student runs (linear teacher-student model): a ``Figure`` with four panels.
 
-    ``runs`` are dicts as returned by :func:`collapse_jax.teacher_student.run_teacher_student`.
-    Panels: (a) `MinL2(t)` (log-log); (b) `log(MinL2 / MinL2(t_min))` against `t lambda_H`,
-    time in units of the closed-form rate `lambda_H` (the smallest Hessian eigenvalue with a
-    separation component, ``slow_rate_hessian``; plain runs only), with the line of slope -1:
-    the late-time curves are parallel to it only if the closed form is the collapse rate (it is
-    not fitted here); where no run has a closed-form rate (projection variants), the norms
-    `|U|`, `|y|`, `|W|` against `t` instead (collapse by rescaling); (c) nearest-label
-    accuracy (scale-free) with the bound `1 - f` dashed and the peak marked; (d) the loss,
-    with the loss at the peak-accuracy time marked (accuracy falling while the loss keeps
-    falling is the two-stage pattern).
-    Save with :func:`save_figure`.
+    ``runs`` are dicts as returned by
+    [`collapse_jax.teacher_student.run_teacher_student`][collapse_jax.teacher_student.run_teacher_student].
+    Panels: (a) `MinL2(t)` (log-log); (b) `log(MinL2 / MinL2(t_min))` against `t lambda_H`, time in
+    units of the closed-form rate `lambda_H` (the smallest Hessian eigenvalue with a separation
+    component, ``slow_rate_hessian``; plain runs only), with the line of slope -1: the late-time
+    curves are parallel to it only if the closed form is the collapse rate (it is not fitted here);
+    where no run has a closed-form rate (projection variants), the norms `|U|`, `|y|`, `|W|` against
+    `t` instead (collapse by rescaling); (c) nearest-label accuracy (scale-free) with the bound
+    `1 - f` dashed and the peak marked; (d) the loss, with the loss at the peak-accuracy time marked
+    (accuracy falling while the loss keeps falling is the two-stage pattern). Save with
+    [`save_figure`][collapse_jax.plots.save_figure].
     """
     fig, axes = new_figure(1, 4, figsize=(21, 4.6))
     hessian_x = []
@@ -298,8 +299,8 @@ def plot_projection_comparison(ts, runs: dict[str, dict], *, title: str | None =
         bound: optional floor drawn as a dotted line on the MinL2 panel (e.g. round-off).
 
     Returns:
-        The ``matplotlib.figure.Figure`` (write it with :func:`save_figure`); one labelled line
-        per run on each panel.
+        The ``matplotlib.figure.Figure`` (write it with
+        [`save_figure`][collapse_jax.plots.save_figure]); one labelled line per run on each panel.
     """
     ts = np.asarray(ts, dtype=np.float64)
     fig, (ax1, ax2) = new_figure(1, 2, figsize=(11, 4.2))
@@ -335,12 +336,13 @@ def _value_label(res, v) -> str:
 def mechanism_phase_figure(res: dict, *, floor: float = 1e-12):
     """Phase diagram of one mechanism: one curve per hyper-parameter value.
 
-    ``res`` is a :func:`~collapse_jax.comparison.mechanism_sweep` dict. Panels: (a) final
-    MinL2 / initial MinL2 vs frustration ratio (seed median; below ``floor`` drawn at it);
-    (b) late log-slope of MinL2 (0: a finite separation, < 0: collapsing, > 0: growing);
-    (c) final clean-sample accuracy (not drawn once collapsed to round-off); (d) RankMe of
-    the final clean-sample embeddings. Returns the ``matplotlib.figure.Figure`` (write it
-    with :func:`save_figure`); each value's curve carries its label on every panel.
+    ``res`` is a [`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] dict. Panels: (a)
+    final MinL2 / initial MinL2 vs frustration ratio (seed median; below ``floor`` drawn at it); (b)
+    late log-slope of MinL2 (0: a finite separation, < 0: collapsing, > 0: growing); (c) final
+    clean-sample accuracy (not drawn once collapsed to round-off); (d) RankMe of the final
+    clean-sample embeddings. Returns the ``matplotlib.figure.Figure`` (write it with
+    [`save_figure`][collapse_jax.plots.save_figure]); each value's curve carries its label on every
+    panel.
     """
     fig, axes = new_figure(1, 4, figsize=(18, 4.2))
     phi = res["frustration"]
@@ -382,7 +384,8 @@ def mechanism_summary_figure(results: dict, *, floor: float = 1e-12):
 
     Panels: (a) final / initial MinL2 vs frustration ratio; (b) MinL2(t) / MinL2(0) at the
     largest ratio (first seed). Returns the ``matplotlib.figure.Figure`` (write it with
-    :func:`save_figure`); one curve per mechanism, labelled by its name, on each panel.
+    [`save_figure`][collapse_jax.plots.save_figure]); one curve per mechanism, labelled by its name,
+    on each panel.
     """
     from .mechanisms import get_mechanism
 
@@ -423,7 +426,8 @@ def spectrum_figure(singular_values, n_samples: int, *, alpha=None, fit_range=No
     label "covariance eigenvalues") and, where ``alpha`` (alpha-ReQ) is finite and at least two
     positive eigenvalues lie in ``fit_range = (lo, hi)`` (default all), the fitted power law
     `lambda_k ~ k^(-alpha)` over those ranks through their geometric centre (label starting
-    "alpha-ReQ"). Returns the ``matplotlib.figure.Figure`` (write it with :func:`save_figure`).
+    "alpha-ReQ"). Returns the ``matplotlib.figure.Figure`` (write it with
+    [`save_figure`][collapse_jax.plots.save_figure]).
     """
     import math
 

@@ -1,17 +1,17 @@
 """Simulating the projection model: the `N`-independent reduced path by default.
 
-:func:`simulate_projection` integrates the exact order-parameter reduction
-(:mod:`collapse_jax.reduced`, docs/theory.md §3) with the deviation propagators that lift it back to
-every sample, and returns full :class:`~collapse_jax.ProjectionState` trajectories: callers
-see the same states as from integrating all `N` samples (``path="full"``), at a cost that
-does not grow with `n`.
+[`simulate_projection`][collapse_jax.projection.simulate_projection] integrates the exact
+order-parameter reduction ([`collapse_jax.reduced`][collapse_jax.reduced], docs/theory.md §3) with
+the deviation propagators that lift it back to every sample, and returns full
+[`ProjectionState`][collapse_jax.ProjectionState] trajectories: callers see the same states as from
+integrating all `N` samples (``path="full"``), at a cost that does not grow with `n`.
 
 The reduced system is stiff in its fast variables only (`y` relaxes at rate `n + M`, `W` at
 the eigenvalues of the moment matrix `S`, both proportional to the sample weight; the means,
 covariances and propagators move at the rates of `W^T W`, docs/theory.md §6). The default solver is
 therefore an IMEX Runge--Kutta method with the `(y, W)` block implicit and solved exactly
-(:class:`~collapse_jax.imex.StageSolveKenCarp5`, a `d x d` Cholesky solve per stage, see
-:meth:`~collapse_jax.reduced.ReducedField.stage_solve`) and the slow block explicit.
+([`StageSolveKenCarp5`][collapse_jax.imex.StageSolveKenCarp5], a `d x d` Cholesky solve per stage,
+see [`stage_solve`][collapse_jax.reduced.ReducedField.stage_solve]) and the slow block explicit.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class ProjectionRun(NamedTuple):
 
     Attributes:
         ts: save times.
-        states: :class:`~collapse_jax.ProjectionState` at ``ts`` (leading time axis), full
-            sample embeddings on either path (``x`` is ``None`` with ``lift=False``).
+        states: [`ProjectionState`][collapse_jax.ProjectionState] at ``ts`` (leading time axis),
+            full sample embeddings on either path (``x`` is ``None`` with ``lift=False``).
         result: the diffrax result code.
         steps: solver steps taken.
         solution: the ``diffrax.Solution`` (``ys`` are reduced states on the reduced path).
@@ -52,7 +52,8 @@ class ProjectionRun(NamedTuple):
 
 
 def reduced_solver(field, rtol: float = DEFAULT_RTOL):
-    """The IMEX solver of the reduced path for a :class:`~collapse_jax.reduced.ReducedField`.
+    """The IMEX solver of the reduced path for a
+    [`ReducedField`][collapse_jax.reduced.ReducedField].
 
     KenCarp5 (order 5) by default; KenCarp4 for loose tolerances (`rtol >= 1e-7`), where it
     took the fewest seconds on the problem of docs/theory.md §6 (0.053 s vs 0.063 s per member at
@@ -84,21 +85,28 @@ def simulate_projection(
     """Integrate the projection model (docs/theory.md §3) from ``state0`` at ``t0``.
 
     Args:
-        data: a :class:`~collapse_jax.StandardData` (the reduction needs its group
+        data: a [`StandardData`][collapse_jax.data.StandardData] (the reduction needs its group
             structure; other alignment matrices go through ``path="full"`` with
-            :func:`~collapse_jax.simulate`).
-        state0: a :class:`~collapse_jax.ProjectionState`.
+            [`simulate`][collapse_jax.integrate.simulate]).
+        state0: a [`ProjectionState`][collapse_jax.ProjectionState].
         stop_gradient: the non-conservative field `F_sg` (else `-grad L_P`).
         path: ``"reduced"`` (default: order parameters plus propagators, cost independent
             of `n`) or ``"full"`` (every sample, the derived field of
-            :func:`~collapse_jax.vector_field` with the default implicit Kvaerno5).
-        ts, t1: save times (default 100 log-spaced in `[1e-2, t1]`, `t1` default 1e3).
-        solver: default :func:`reduced_solver` on the reduced path, Kvaerno5 on the full one.
-            On the reduced path an IMEX ``StageSolveKenCarp*`` gets the split field; any other
-            diffrax solver integrates the whole reduced field.
-        rtol, atol, max_steps, throw, progress_meter, saveat, event: as for
-            :func:`~collapse_jax.simulate` (``saveat`` other than ``SaveAt(ts=...)`` and
-            ``SaveAt(t1=True)`` is passed through; ``states`` are the lifted ``ys``).
+            [`vector_field`][collapse_jax.fields.vector_field] with the default implicit Kvaerno5).
+        ts: save times (default 100 log-spaced in `[1e-2, t1]`).
+        t1: end time when ``ts`` is not given (default 1e3).
+        solver: default [`reduced_solver`][collapse_jax.projection.reduced_solver] on the reduced
+            path, Kvaerno5 on the full one. On the reduced path an IMEX ``StageSolveKenCarp*`` gets
+            the split field; any other diffrax solver integrates the whole reduced field.
+        rtol: relative tolerance, as for [`simulate`][collapse_jax.integrate.simulate].
+        atol: absolute tolerance, as for [`simulate`][collapse_jax.integrate.simulate].
+        max_steps: as for [`simulate`][collapse_jax.integrate.simulate].
+        throw: as for [`simulate`][collapse_jax.integrate.simulate].
+        progress_meter: as for [`simulate`][collapse_jax.integrate.simulate].
+        saveat: as for [`simulate`][collapse_jax.integrate.simulate]; a ``saveat`` other than
+            ``SaveAt(ts=...)`` and ``SaveAt(t1=True)`` is passed through (``states`` are then
+            the lifted ``ys``).
+        event: as for [`simulate`][collapse_jax.integrate.simulate].
         lift: reduced path only: integrate the deviation propagators and return every
             sample's embedding (default). ``False`` saves `2 d^2` variables (about 30% of
             the reduced state at `d = 8`) when only `y`, `W` (MinL2) are needed;

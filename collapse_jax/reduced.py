@@ -11,7 +11,8 @@ shared covariance `C_S`:
 
 In the stop-gradient loss the predictor term holds `y` and the direct term holds `x` (so in
 the moment form: `y` in the first line's `W` terms, `xbar` in its direct terms, and `C`,
-`C_S` in `tr(C)`, `tr(C_S)`). :func:`moment_loss` writes this once with a held slot.
+`C_S` in `tr(C)`, `tr(C_S)`). [`moment_loss`][collapse_jax.reduced.moment_loss] writes this once
+with a held slot.
 
 **Derivation of the field.** Every sample of a group obeys `dx_i/dt = -dL/dx_i`, and inside a
 group (class `c`, or the shared samples) the per-sample force is affine in `x_i` with the same
@@ -24,10 +25,11 @@ samples; `G = W^T W`). Hence
   since `dL/dC = (m_g / 2) Q` this is `dC/dt = -(2/m_g) (dL/dC C + C dL/dC)`;
 * `y` and `W` move with `-dL/dy`, `-dL/dW` directly.
 
-So the reduced field is obtained from :func:`moment_loss` by ``jax.grad`` and these group
-rules (:class:`ReducedField`), conservative or stop-gradient through the same held slot as
-the full model. It reproduces the equations of docs/theory.md §3 ("Exact reduction"); its state has
-`2 K d + d + 3 d^2` numbers whatever ``n`` is (`C` is stored in full, `C_c` are not needed).
+So the reduced field is obtained from [`moment_loss`][collapse_jax.reduced.moment_loss] by
+``jax.grad`` and these group rules ([`ReducedField`][collapse_jax.reduced.ReducedField]),
+conservative or stop-gradient through the same held slot as the full model. It reproduces the
+equations of docs/theory.md §3 ("Exact reduction"); its state has `2 K d + d + 3 d^2` numbers
+whatever ``n`` is (`C` is stored in full, `C_c` are not needed).
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ class ReducedState(NamedTuple):
     ``P`` and ``PS`` are optional (``None`` = absent): the propagators of the within-group
     deviations, `dP/dt = -Q P`, `P(0) = I`, with the group's `Q` (see the module docstring).
     Every sample of a group moves as `x_i(t) = xbar(t) + P(t) (x_i(0) - xbar(0))`, so with them
-    the reduced solution lifts back to the full state exactly (:func:`lift_state`): sample
-    level metrics (accuracy, loss) and the full Jacobian of a fixed point come at the cost of
-    `2 d^2` more numbers, still independent of ``n``.
+    the reduced solution lifts back to the full state exactly
+    ([`lift_state`][collapse_jax.reduced.lift_state]): sample level metrics (accuracy, loss) and the
+    full Jacobian of a fixed point come at the cost of `2 d^2` more numbers, still independent of
+    ``n``.
     """
 
     xbar: Float[Array, "classes dim"]
@@ -106,7 +109,8 @@ def _sym(a):
 
 
 class ReducedField(eqx.Module):
-    """Diffrax field of the reduced model, derived from :func:`moment_loss`.
+    """Diffrax field of the reduced model, derived from
+    [`moment_loss`][collapse_jax.reduced.moment_loss].
 
     Attributes:
         stop_gradient: differentiate the live slot only (non-conservative field).
@@ -150,8 +154,9 @@ class ReducedField(eqx.Module):
     def stage_solve(self, t, r: ReducedState, eta, p: ReducedParams) -> ReducedState:
         """Exact solution `U` of `U = r + eta * implicit(U)` (the IMEX stage equation).
 
-        :meth:`implicit` is affine in `(y, W)` with the slow variables fixed, so the stage
-        is a linear solve. With `a = n + M`, `u_c = n xbar_c + M xbar_S` (rows of ``u``) and
+        [`implicit`][collapse_jax.reduced.ReducedField.implicit] is affine in `(y, W)` with the slow
+        variables fixed, so the stage is a linear solve. With `a = n + M`,
+        `u_c = n xbar_c + M xbar_S` (rows of ``u``) and
         `S = n (C + sum_c xbar_c xbar_c^T) + K M (C_S + xbar_S xbar_S^T)`, the loss gives
         `dL/dW = W S - y^T u` in both variants and
 
@@ -163,8 +168,9 @@ class ReducedField(eqx.Module):
 
         Both matrices are symmetric positive definite (`u^T u <= a S` by Cauchy--Schwarz,
         so the second is `>= I + eta S / 2`): one `d x d` Cholesky solve, whatever `n`.
-        The tests check the residual of the stage equation against :meth:`implicit`, i.e.
-        against ``jax.grad`` of :func:`moment_loss`.
+        The tests check the residual of the stage equation against
+        [`implicit`][collapse_jax.reduced.ReducedField.implicit], i.e. against ``jax.grad`` of
+        [`moment_loss`][collapse_jax.reduced.moment_loss].
         """
         del t
         K, d = r.y.shape
@@ -201,7 +207,7 @@ def reduce_state(
 
     Covariances are `1/n sum (x_i - xbar)(x_i - xbar)^T` (population), summed over classes;
     ``shared_mask`` selects the active shared rows. ``lift=True`` adds the deviation
-    propagators `P = PS = I` (a start state for :func:`lift_state`).
+    propagators `P = PS = I` (a start state for [`lift_state`][collapse_jax.reduced.lift_state]).
     """
     K, n = n_classes, per_class
     d = x.shape[-1]
@@ -240,7 +246,8 @@ def lift_state(z: ReducedState, x0, n_classes: int, per_class: int, shared_mask)
 
 
 def reduced_params(data) -> ReducedParams:
-    """:class:`ReducedParams` of a :class:`~collapse_jax.data.StandardData`."""
+    """[`ReducedParams`][collapse_jax.reduced.ReducedParams] of a
+    [`StandardData`][collapse_jax.data.StandardData]."""
     dtype = data.shared_mask.dtype
     return ReducedParams(
         jnp.asarray(data.per_class, dtype), data.shared_count, jnp.asarray(data.shared_weight)

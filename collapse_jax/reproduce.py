@@ -2873,7 +2873,7 @@ def _check_row(k: int, c: Check) -> str:
 def _report(sections: list[Section], checks: list[Check], numbers: dict, command: str) -> str:
     env = numbers["environment"]
     passed = sum(c.passed for c in checks)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Representation collapse in the minimal model: reproduction report",
         "",

@@ -2,9 +2,9 @@
 
 Eigenvalues are always taken on the host CPU in float64 with numpy: the stop-gradient
 Jacobian is not symmetric and JAX has no general ``eig`` on GPU. Jacobians of derived fields
-come from autodiff of the field itself (:class:`~collapse_jax.fields.VectorField` is written
+come from autodiff of the field itself ([`VectorField`][collapse_jax.fields.VectorField] is written
 so that this is correct for stop-gradient fields too) and can be checked against
-:func:`finite_difference_jacobian`.
+[`finite_difference_jacobian`][collapse_jax.spectral.finite_difference_jacobian].
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def _central_differences(field, state, args, h):
 
 def finite_difference_jacobian(field, state, args, step: float | None = None) -> np.ndarray:
     """Central finite differences of the field, column by column (the reference for
-    :func:`jacobian`). Error `O(step^2)` plus round-off `O(eps / step)`; default step
-    `eps^(1/3)` times the state scale."""
+    [`jacobian`][collapse_jax.spectral.jacobian]). Error `O(step^2)` plus round-off
+    `O(eps / step)`; default step `eps^(1/3)` times the state scale."""
     f, flat = _flat_field(field, state, args)
     eps = float(jnp.finfo(flat.dtype).eps)
     h = step if step is not None else eps ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(flat))))
@@ -116,10 +116,10 @@ def sector_basis(data: StandardData) -> dict[str, np.ndarray]:
     """Orthonormal bases of the invariant sectors in the row space `(N + K)` (docs/theory.md §2).
 
     Row order: clean samples class-major, shared rows, then labels. Keys as in
-    :func:`collapse_jax.exact.sector_eigenvalues`. Sector II pairs each class-bias direction
-    `b` (sum zero over classes) with `(b_c / sqrt(n)` on class `c`'s clean rows`)` and with `b`
-    on the labels; sector III is spanned by the normalised indicators of the clean rows, the
-    labels and the active shared rows.
+    [`collapse_jax.exact.sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues]. Sector II
+    pairs each class-bias direction `b` (sum zero over classes) with `(b_c / sqrt(n)` on class `c`'s
+    clean rows`)` and with `b` on the labels; sector III is spanned by the normalised indicators of
+    the clean rows, the labels and the active shared rows.
     """
     K, n = data.n_classes, data.per_class
     mask = np.asarray(data.shared_mask) > 0
@@ -190,7 +190,8 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
     Returns the keys of ``collapse-jax spectrum --json`` (docs/cli.md): ``numeric``,
     ``numeric_imag``, ``predicted``, ``max_abs_error`` (max over the whole sorted spectrum and
     over every sector), ``sectors``, ``symmetric``, ``asymmetry_norm``; plus
-    ``sector_leakage`` (largest leakage, see :func:`sector_spectra`).
+    ``sector_leakage`` (largest leakage, see
+    [`sector_spectra`][collapse_jax.spectral.sector_spectra]).
     """
     dim = state.x.shape[-1]
     J = jacobian(field, state, data.matrix())
@@ -235,7 +236,7 @@ def omega(W, per_class: float, shared: float) -> np.ndarray:
 
 
 def omega_max_eigenvalue(W, per_class: float, shared: float) -> float:
-    """Largest eigenvalue of :func:`omega` (symmetric; bound `n/(n+M)`)."""
+    """Largest eigenvalue of [`omega`][collapse_jax.spectral.omega] (symmetric; bound `n/(n+M)`)."""
     om = omega(W, per_class, shared)
     return float(np.linalg.eigvalsh(0.5 * (om + om.T))[-1])
 
@@ -299,7 +300,7 @@ def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_to
     imaginary parts, sorted by real part), their largest real part, the number of zero modes
     (`|lambda| <= zero_tol`), `|J - J^T|_F` and whether `J` is symmetric. For `W`: `|eig W|`
     sorted, `max eig Omega(W)` with its bound `n/(n+M)`, `W` on the label span and the sector
-    of every bias direction (:func:`bias_sectors`).
+    of every bias direction ([`bias_sectors`][collapse_jax.spectral.bias_sectors]).
     """
     from .fields import vector_field
     from .losses import projection_loss

@@ -1,6 +1,7 @@
 """Steady states of a gradient-flow field: integrate, polish, classify (docs/theory.md §3).
 
-:func:`find_steady_state` never reports a slow transient as a fixed point. It
+[`find_steady_state`][collapse_jax.steady.find_steady_state] never reports a slow transient as
+a fixed point. It
 
 1. integrates with the implicit default solver until ``diffrax.steady_state_event`` fires
    (`rms(F) <= event_tol`) or the horizon is reached;
@@ -18,8 +19,9 @@ saddles with long plateaus exist): the finder nudges it by ``escape`` (relative)
 most unstable eigenvector and keeps integrating. Whatever is left at ``t_max`` is reported as
 ``"slow-transient"`` or ``"saddle"``, never as ``"fixed-point"``.
 
-:func:`projection_fixed_point` adds the projection-model analysis (`W` spectrum, `Omega`,
-bias sectors, branch) and :func:`classify_starts` counts branches over many starts (P2).
+[`projection_fixed_point`][collapse_jax.steady.projection_fixed_point] adds the projection-model
+analysis (`W` spectrum, `Omega`, bias sectors, branch) and
+[`classify_starts`][collapse_jax.steady.classify_starts] counts branches over many starts (P2).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ BRANCHES = ("separated", "bias-in-kernel", "collapsed", "other", "saddle", "slow
 
 
 class SteadyState(NamedTuple):
-    """Outcome of :func:`find_steady_state` (host values).
+    """Outcome of [`find_steady_state`][collapse_jax.steady.find_steady_state] (host values).
 
     Attributes:
         state: the polished state if ``status == "fixed-point"``, else the integrated one.
@@ -163,22 +165,27 @@ def find_steady_state(
         state0: initial state; ``args``: the field's arguments (the alignment matrix).
         t1: first horizon; later ones grow `x10` up to ``t_max``.
         event_tol: the steady-state event fires at `rms(F) <= event_tol`.
-        accept_tol, residual_tol, move_tol: residual before/after polish and polish move
-            allowed for a fixed point.
+        accept_tol: residual before the polish allowed for a fixed point.
+        residual_tol: residual after the polish allowed for a fixed point.
+        move_tol: polish move allowed for a fixed point.
         growth_tol: largest real part of a Jacobian eigenvalue allowed at a fixed point.
         zero_tol: eigenvalues with `|lambda| <= zero_tol` count as zero modes.
-        escape, max_escapes: relative nudge along the unstable eigenvector at a saddle, and
-            how many nudges to try.
-        rtol, atol, max_steps, progress_meter: passed to :func:`~collapse_jax.simulate`
-            (implicit Kvaerno5: the `W` block is stiff, docs/theory.md §6). The defaults are looser
+        escape: relative nudge along the unstable eigenvector at a saddle.
+        max_escapes: how many nudges to try.
+        rtol: passed to [`simulate`][collapse_jax.integrate.simulate] (implicit Kvaerno5: the
+            `W` block is stiff, docs/theory.md §6). The ``rtol``/``atol`` defaults are looser
             than the trajectory defaults: the end state is polished anyway, and at 1e-10 the
             stop-gradient runs took 2-3x more steps (K=3, n=4, M=2, d=4).
+        atol: passed to [`simulate`][collapse_jax.integrate.simulate] (see ``rtol``).
+        max_steps: passed to [`simulate`][collapse_jax.integrate.simulate].
+        progress_meter: passed to [`simulate`][collapse_jax.integrate.simulate].
         advance: optional ``advance(z, t0, t1, event) -> (z1, t_reached, steps, result)``
             replacing the integration of ``field`` (e.g. the projection model's reduced path,
-            :func:`projection_fixed_point`); the polish and the Jacobian always use ``field``.
+            [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point]); the polish and
+            the Jacobian always use ``field``.
 
     Returns:
-        A :class:`SteadyState`.
+        A [`SteadyState`][collapse_jax.steady.SteadyState].
     """
     if not 0 < t1 <= t_max:
         raise ValueError(f"need 0 < t1 <= t_max, got t1={t1}, t_max={t_max}")
@@ -277,25 +284,26 @@ def projection_fixed_point(
     """Run the projection model to a steady state and analyse it (docs/theory.md §3, P1–P3).
 
     Args:
-        data: a :class:`~collapse_jax.StandardData`.
-        state0: a :class:`~collapse_jax.ProjectionState`.
+        data: a [`StandardData`][collapse_jax.data.StandardData].
+        state0: a [`ProjectionState`][collapse_jax.ProjectionState].
         stop_gradient: which field.
         path: ``"reduced"`` (default): the integration segments run on the reduced path of
-            :func:`~collapse_jax.simulate_projection` (cost independent of `n`), lifted back
-            to every sample after each segment; the polish and the Jacobian spectrum are
-            those of the full field. ``"full"``: integrate every sample.
-        sector_tol: tolerance of :func:`~collapse_jax.spectral.bias_sectors`.
+            [`simulate_projection`][collapse_jax.projection.simulate_projection] (cost independent
+            of `n`), lifted back to every sample after each segment; the polish and the Jacobian
+            spectrum are those of the full field. ``"full"``: integrate every sample.
+        sector_tol: tolerance of [`bias_sectors`][collapse_jax.spectral.bias_sectors].
         collapse_tol: ``MinL2`` below this is collapsed.
-        **kwargs: passed to :func:`find_steady_state`.
+        **kwargs: passed to [`find_steady_state`][collapse_jax.steady.find_steady_state].
 
     Returns:
         A dict with the keys of ``collapse-jax fixed-point --json`` (docs/cli.md): ``min_l2``,
         ``residual_norm`` (after polish), ``residual_before_polish``, ``w_eigenvalues_abs``
         (sorted), ``predicted_bias_eigenvalue`` `n/(n+M)`, ``omega_max_eigenvalue``,
         ``omega_bound``, ``jacobian_max_real``, ``zero_modes``, ``status``, ``branch`` (one
-        of :data:`BRANCHES`), ``bias_sectors``, ``label_span_w_eigenvalues`` (and
-        ``label_span_leakage``), ``asymmetry_norm``, ``t_reached``, ``steps``, plus
-        ``steady`` (the :class:`SteadyState`, not JSON).
+        of [`BRANCHES`][collapse_jax.steady.BRANCHES]), ``bias_sectors``,
+        ``label_span_w_eigenvalues`` (and ``label_span_leakage``), ``asymmetry_norm``,
+        ``t_reached``, ``steps``, plus ``steady`` (the
+        [`SteadyState`][collapse_jax.steady.SteadyState], not JSON).
 
     Zero modes: the fixed points of both fields form manifolds. For stop-gradient they are
     `{W x_i = y_c (clean), W x_s = ybar, (n+M) y_c = n xbar_c + M xbar_S}`; linearised, the
@@ -375,7 +383,8 @@ def projection_fixed_point(
 
 
 def _reduced_advance(data, stop_gradient, kwargs):
-    """An ``advance`` for :func:`find_steady_state` on the projection model's reduced path."""
+    """An ``advance`` for [`find_steady_state`][collapse_jax.steady.find_steady_state] on the
+    projection model's reduced path."""
     from .projection import simulate_projection
 
     kw = {k: kwargs[k] for k in ("rtol", "atol", "max_steps", "progress_meter") if k in kwargs}
@@ -407,8 +416,9 @@ def _reduced_advance(data, stop_gradient, kwargs):
 def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwargs) -> dict:
     """P2 of docs/theory.md §3: run many starts and count the branch each one reaches.
 
-    Every start is :func:`~collapse_jax.data.init_projection_state` from
-    ``PRNGKey(seed)``; each is analysed by :func:`projection_fixed_point` (``**kwargs``
+    Every start is [`init_projection_state`][collapse_jax.data.init_projection_state] from
+    ``PRNGKey(seed)``; each is analysed by
+    [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point] (``**kwargs``
     passed on). Returns ``{"counts": branch -> count, "fractions": branch -> fraction,
     "runs": [per-seed dict without the SteadyState]}``.
     """

@@ -1,12 +1,12 @@
 """Sweeps over frustration ratios x seeds: ``jit(vmap(single))``, sharded over every device.
 
-One member is written once (:func:`embedding_member`); the sweep flattens the
-`frustration x seed` grid into one axis, pads it to a multiple of the device count, lays it
-out over a one-axis :class:`jax.sharding.Mesh` (``"sweep"``) and runs ``jit(vmap(member))``.
-Across hosts, call :func:`initialize_distributed` (a thin wrapper of
-``jax.distributed.initialize``) first on every process: the mesh then spans every device of
-every host, each host builds only its own shards (``jax.make_array_from_callback``), and the
-results are gathered with ``multihost_utils.process_allgather``.
+One member is written once ([`embedding_member`][collapse_jax.sweep.embedding_member]); the sweep
+flattens the `frustration x seed` grid into one axis, pads it to a multiple of the device count,
+lays it out over a one-axis `jax.sharding.Mesh` (``"sweep"``) and runs ``jit(vmap(member))``. Across
+hosts, call [`initialize_distributed`][collapse_jax.sweep.initialize_distributed] (a thin wrapper of
+``jax.distributed.initialize``) first on every process: the mesh then spans every device of every
+host, each host builds only its own shards (``jax.make_array_from_callback``), and the results are
+gathered with ``multihost_utils.process_allgather``.
 
 A member whose solve fails keeps its diffrax result code (``result``, 0 = successful) and its
 NaN-free neighbours finish: ``simulate`` runs with ``throw=False``.
@@ -114,7 +114,7 @@ def embedding_member(
     """One sweep member of the embedding model: metrics at ``ts`` from the default start.
 
     ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
-    :func:`~collapse_jax.integrate.simulate` with ``solve_kw`` (and ``throw=False``). With
+    [`simulate`][collapse_jax.integrate.simulate] with ``solve_kw`` (and ``throw=False``). With
     ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
     no state is formed) and accuracy and loss are NaN.
     """
@@ -270,10 +270,13 @@ def embedding_sweep(
         seeds: integer seeds (or a count ``int``: seeds ``0 .. count-1``).
         ts: save times (default 100 log-spaced in `[1e-2, 1e3]`).
         method: ``"exact"`` (sector fast path) or ``"integrate"`` (diffrax, ``solve_kw``).
-        rule, max_shared: how ratios become shared rows (:func:`frustration_data`); default
-            ``max_shared`` is the most any ratio needs.
+        rule: how ratios become shared rows
+            ([`frustration_data`][collapse_jax.data.frustration_data]).
+        max_shared: the fixed number of shared rows
+            ([`frustration_data`][collapse_jax.data.frustration_data]); default: the most any
+            ratio needs.
         devices: devices of the sweep mesh (default all).
-        full_metrics: see :func:`embedding_member`.
+        full_metrics: see [`embedding_member`][collapse_jax.sweep.embedding_member].
     """
     ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
 
@@ -325,9 +328,10 @@ def projection_member(
 ):
     """One sweep member of the projection model (docs/theory.md §3): metrics at ``ts``.
 
-    Integrates :func:`~collapse_jax.simulate_projection` (the reduced path by default,
-    lifted to every sample, so accuracy and loss are those of the full state) from the
-    default start :func:`~collapse_jax.init_projection_state` with ``throw=False``.
+    Integrates [`simulate_projection`][collapse_jax.projection.simulate_projection] (the reduced
+    path by default, lifted to every sample, so accuracy and loss are those of the full state) from
+    the default start [`init_projection_state`][collapse_jax.data.init_projection_state] with
+    ``throw=False``.
     """
     z0 = init_projection_state(key, data.n_samples, data.n_classes, dim)
     run = simulate_projection(
@@ -374,12 +378,13 @@ def projection_sweep(
 ) -> SweepResult:
     """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
 
-    Same grid, sharding, result type and file format as :func:`embedding_sweep`; each member
-    is :func:`projection_member` (reduced path by default: its cost does not grow with
-    ``per_class``). Run it twice (``stop_gradient=False/True``) for the phase diagram of
-    :func:`~collapse_jax.plots.phase_diagram_figure`. ``progress_meter`` (e.g.
-    ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax
-    reduces over the ``vmap``).
+    Same grid, sharding, result type and file format as
+    [`embedding_sweep`][collapse_jax.sweep.embedding_sweep]; each member is
+    [`projection_member`][collapse_jax.sweep.projection_member] (reduced path by default: its cost
+    does not grow with ``per_class``). Run it twice (``stop_gradient=False/True``) for the phase
+    diagram of [`phase_diagram_figure`][collapse_jax.plots.phase_diagram_figure]. ``progress_meter``
+    (e.g. ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax reduces
+    over the ``vmap``).
     """
     ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
 
@@ -458,7 +463,8 @@ def save_sweep(result: SweepResult, path) -> str:
 
 
 def load_sweep(path) -> SweepResult:
-    """Read a file written by :func:`save_sweep` back, bit-identically."""
+    """Read a file written by [`save_sweep`][collapse_jax.sweep.save_sweep] back,
+    bit-identically."""
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in _ARRAYS}
         metadata = json.loads(str(f["metadata"]))

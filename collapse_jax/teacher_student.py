@@ -1,14 +1,17 @@
 """The linear teacher-student model end to end (docs/theory.md §4).
 
-Data (:func:`~collapse_jax.data.teacher_student_data`) -> loss
-(:mod:`collapse_jax.losses.teacher_student`) -> field (:func:`~collapse_jax.fields.vector_field`)
--> diffrax (:func:`~collapse_jax.integrate.simulate`) -> metrics
-(:func:`~collapse_jax.metrics.teacher_student_metrics`) and, on the host, the fitted slow rate
-`phi_eff(f)` and the plain model's closed-form rate (smallest relevant Hessian eigenvalue).
+Data ([`teacher_student_data`][collapse_jax.data.teacher_student_data]) -> loss
+(`collapse_jax.losses.teacher_student`) -> field
+([`vector_field`][collapse_jax.fields.vector_field]) -> diffrax
+([`simulate`][collapse_jax.integrate.simulate]) -> metrics
+([`teacher_student_metrics`][collapse_jax.metrics.teacher_student_metrics]) and, on the host, the
+fitted slow rate `phi_eff(f)` and the plain model's closed-form rate (smallest relevant Hessian
+eigenvalue).
 
-:func:`teacher_student_member` is the single, traceable case (frustration may be traced, so
-`jit(vmap(...))` over `f` or over keys works); :func:`run_teacher_student` adds the host
-summary the CLI reports.
+[`teacher_student_member`][collapse_jax.teacher_student.teacher_student_member] is the single,
+traceable case (frustration may be traced, so `jit(vmap(...))` over `f` or over keys works);
+[`run_teacher_student`][collapse_jax.teacher_student.run_teacher_student] adds the host summary the
+CLI reports.
 """
 
 from __future__ import annotations
@@ -197,9 +200,9 @@ def scale_summary(ts, states) -> dict:
 
     ``norm_U``, ``norm_y``, ``norm_W`` (Frobenius norms per save time; ``norm_W`` NaN without a
     predictor); ``scale_rate_U`` / ``scale_rate_y``: late exponential decay rates of
-    ``norm_U`` / ``norm_y`` (:func:`~collapse_jax.metrics.fit_slow_rate`, NaN unless the norm
-    falls below 1e-2 of its maximum); ``direction_drift_U`` / ``direction_drift_y``: how far the
-    shapes `U/|U|` and `y/|y|` move between the save time nearest `t1/2` and `t1` (0: the state
+    ``norm_U`` / ``norm_y`` ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate], NaN unless the
+    norm falls below 1e-2 of its maximum); ``direction_drift_U`` / ``direction_drift_y``: how far
+    the shapes `U/|U|` and `y/|y|` move between the save time nearest `t1/2` and `t1` (0: the state
     only rescales); ``norm_W_change``: relative change of ``norm_W`` over the same interval.
     """
     ts = np.asarray(ts, dtype=np.float64)
@@ -234,7 +237,8 @@ def scale_summary(ts, states) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _jitted_member(config, solver, progress, solve_items):
-    """One compiled :func:`teacher_student_member` per configuration (reused across calls)."""
+    """One compiled [`teacher_student_member`][collapse_jax.teacher_student.teacher_student_member]
+    per configuration (reused across calls)."""
     meter = diffrax.TqdmProgressMeter() if progress else None
 
     def member(f, key, ts):
@@ -260,14 +264,15 @@ def run_teacher_student(
 
     Keys: ``t``, ``min_l2``, ``accuracy``, ``loss``, ``final_accuracy``,
     ``accuracy_reference`` (`1 - f` with the realised `f`), ``slow_rate_fit`` (`phi_eff`, the
-    late slope of `-log MinL2`, :func:`~collapse_jax.metrics.fit_slow_rate`; NaN when MinL2
-    does not decay), ``effective_time`` (`t phi_eff`), peak accuracy keys
-    (:func:`accuracy_summary`), ``loss_at_peak`` (the loss at the peak-accuracy time),
-    ``loss_max_increase`` (largest relative rise of the loss between save times; <= 0 for a
-    gradient flow), ``residual_initial`` / ``residual_final`` (`|F|` at the start and at `t1`),
-    the scale and shape keys of :func:`scale_summary`, ``result``, ``steps``; for the plain
-    variant also ``slow_rate_hessian`` and ``min_l2_exact`` (closed form,
-    :mod:`collapse_jax.exact`).
+    late slope of `-log MinL2`, [`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate]; NaN when
+    MinL2 does not decay), ``effective_time`` (`t phi_eff`), peak accuracy keys
+    ([`accuracy_summary`][collapse_jax.teacher_student.accuracy_summary]), ``loss_at_peak`` (the
+    loss at the peak-accuracy time), ``loss_max_increase`` (largest relative rise of the loss
+    between save times; <= 0 for a gradient flow), ``residual_initial`` / ``residual_final`` (`|F|`
+    at the start and at `t1`), the scale and shape keys of
+    [`scale_summary`][collapse_jax.teacher_student.scale_summary], ``result``, ``steps``; for the
+    plain variant also ``slow_rate_hessian`` and ``min_l2_exact`` (closed form,
+    [`collapse_jax.exact`][collapse_jax.exact]).
     """
     config.check()
     f = float(frustration)
