@@ -13,6 +13,7 @@ __all__ = [
     "phase_diagram_figure",
     "teacher_student_figure",
     "plot_projection_comparison",
+    "stop_gradient_comparison_figure",
     "mechanism_phase_figure",
     "mechanism_summary_figure",
     "spectrum_figure",
@@ -450,3 +451,31 @@ def spectrum_figure(singular_values, n_samples: int, *, alpha=None, fit_range=No
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def stop_gradient_comparison_figure(ts, runs: dict[bool, dict], y_final, *, title=None):
+    """The same start integrated with and without stop-gradient, side by side.
+
+    What ``collapse-jax simulate --model projection --figure PATH`` draws: the two runs of
+    [`plot_projection_comparison`][collapse_jax.plots.plot_projection_comparison], labelled
+    "without stop-gradient (conservative)" and "with stop-gradient", with the round-off floor
+    ([`roundoff_floor`][collapse_jax.metrics.roundoff_floor]) of the final labels ``y_final``
+    as the bound.
+
+    Args:
+        ts: save times, shape `(T,)`.
+        runs: ``stop_gradient`` (``False``, ``True``) -> ``{"min_l2": (T,), "accuracy": (T,)}``.
+        y_final: the label embeddings `(K, d)` at the last save time of the run reported.
+        title: figure title.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
+    from .metrics import roundoff_floor
+
+    labelled = {
+        "without stop-gradient (conservative)": runs[False],
+        "with stop-gradient": runs[True],
+    }
+    bound = float(roundoff_floor(y_final))
+    return plot_projection_comparison(ts, labelled, title=title, bound=bound)

@@ -1,0 +1,90 @@
+"""``collapse-jax dmft``: the self-consistent solution of the projection model vs direct."""
+
+from __future__ import annotations
+
+from ._common import (
+    UsageError,
+    _add_model_flags,
+    _check_model,
+    _int_at_least,
+    _note,
+    _positive_float,
+    _setup,
+)
+
+COMMAND = "dmft"
+
+
+def add_parser(sub):
+    sdm = sub.add_parser(
+        COMMAND, help="self-consistent (Dyson-type) solution of the projection model vs direct"
+    )
+    _add_model_flags(sdm, model="projection")
+    sdm.add_argument(
+        "--t1", type=_positive_float("--t1"), default=50.0, help="end time (default %(default)s)"
+    )
+    sdm.add_argument(
+        "--window",
+        type=_positive_float("--window"),
+        default=1.0,
+        help="Picard window length (default %(default)s)",
+    )
+    sdm.add_argument(
+        "--tol",
+        type=_positive_float("--tol"),
+        default=1e-10,
+        help="convergence threshold on max |W_new - W_old| (default %(default)s)",
+    )
+    sdm.add_argument(
+        "--max-iter",
+        type=_int_at_least("--max-iter", 1),
+        default=50,
+        help="Picard iterations a window (default %(default)s)",
+    )
+
+
+def run(args, progress):
+    from ..dmft import compare_with_direct, solve_dmft
+    from ..reduced import reduce_state, reduced_params
+
+    _check_model(args)
+    if args.model != "projection":
+        raise UsageError("dmft solves the projection model: use --model projection")
+    data, state = _setup(args)  # the projection start of docs/theory.md §1
+    z0 = reduce_state(state.x, state.y, state.W, args.classes, args.per_class, data.shared_mask)
+    p = reduced_params(data)
+    _note(progress, f"dmft: windows of {args.window} up to t={args.t1} ...")
+    res = solve_dmft(
+        z0,
+        p,
+        t1=args.t1,
+        window=args.window,
+        stop_gradient=args.stop_gradient,
+        tol=args.tol,
+        max_iter=args.max_iter,
+    )
+    out = {
+        "converged": res.converged,
+        "message": res.message,
+        "iterations": int(res.iterations.sum()),
+        "iterations_per_window": res.iterations,
+        "windows": len(res.iterations),
+        "seconds": res.seconds,
+        "t": res.t,
+        "min_l2": res.min_l2,
+        "stop_gradient": args.stop_gradient,
+    }
+    out.update(compare_with_direct(res, z0, p, stop_gradient=args.stop_gradient))
+    return out
+
+
+def print_human(out):
+    state = "converged" if out["converged"] else f"NOT converged: {out['message']}"
+    print(
+        f"self-consistent W(t) on {out['windows']} windows, {out['iterations']} Picard "
+        f"iterations, {out['seconds']:.2f} s: {state}"
+    )
+    print(
+        f"max |dmft - direct integration| = {out['max_abs_difference']:.3e} "
+        "(over W(t) and MinL2(t))"
+    )
