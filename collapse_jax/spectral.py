@@ -27,6 +27,7 @@ __all__ = [
     "sector_basis",
     "sector_spectra",
     "embedding_spectrum_report",
+    "steady_state_spectrum_report",
     "omega",
     "omega_max_eigenvalue",
     "label_span_spectrum",
@@ -330,3 +331,68 @@ def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_to
         bias_sectors=bias_sectors(W, y, n, M, tol=sector_tol),
     )
     return out
+
+
+# the steady-state keys a projection spectrum reports besides the eigenvalues
+_STEADY_KEYS = (
+    "status",
+    "branch",
+    "residual_norm",
+    "jacobian_max_real",
+    "zero_modes",
+    "n_variables",
+    "min_l2",
+    "w_eigenvalues_abs",
+    "t_reached",
+)
+
+
+def steady_state_spectrum_report(
+    field, analysis: dict, data: StandardData, *, stop_gradient: bool
+) -> dict:
+    """Jacobian spectrum of the projection model at a steady state (docs/theory.md §3).
+
+    No closed form exists for the whole spectrum, so ``predicted`` is ``None`` and
+    ``max_abs_error`` is the largest entry of `|J_autodiff - J_finite_differences|` (central
+    differences, [`finite_difference_jacobian`][collapse_jax.spectral.finite_difference_jacobian]):
+    the check that the reported Jacobian is right. ``sectors`` holds `W` on the label span of a
+    separated stop-gradient fixed point, predicted `{1, n/(n+M) (K-1 times)}` (P2); it is empty
+    otherwise.
+
+    Args:
+        field: the projection model's vector field (the one ``analysis`` was computed with).
+        analysis: the output of
+            [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point], with its
+            ``steady`` entry.
+        data: the data set.
+        stop_gradient: which field.
+
+    Returns:
+        The keys of ``collapse-jax spectrum --model projection --json`` (docs/cli.md) except the
+        run's settings: ``numeric``, ``numeric_imag``, ``predicted``, ``max_abs_error``,
+        ``max_abs_error_reference``, ``sectors``, ``symmetric``, ``asymmetry_norm`` and the
+        steady state's ``status``, ``branch``, ``residual_norm``, ``jacobian_max_real``,
+        ``zero_modes``, ``n_variables``, ``min_l2``, ``w_eigenvalues_abs``, ``t_reached``.
+    """
+    st = analysis["steady"]
+    J_fd = finite_difference_jacobian(field, st.state, data.matrix())
+    sectors = {}
+    if stop_gradient and analysis["branch"] == "separated":
+        n, M, K = data.per_class, float(data.shared_total), data.n_classes
+        sectors["W_on_label_span"] = {
+            "numeric": np.sort(analysis["label_span_w_eigenvalues"]),
+            "predicted": np.sort([1.0] + [n / (n + M)] * (K - 1)),
+        }
+    ev = st.eigenvalues
+    report = {
+        "numeric": ev.real,
+        "numeric_imag": ev.imag,
+        "predicted": None,
+        "max_abs_error": float(np.max(np.abs(st.jacobian - J_fd))),
+        "max_abs_error_reference": "central finite differences of the field",
+        "sectors": sectors,
+        "symmetric": is_symmetric(st.jacobian),
+        "asymmetry_norm": analysis["asymmetry_norm"],
+    }
+    report.update({key: analysis[key] for key in _STEADY_KEYS})
+    return report
