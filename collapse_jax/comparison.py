@@ -32,12 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import frustration_data
+from .data import frustration_data, shared_from_frustration
 from .diagnostics import diagnose
-from .integrate import log_times, simulate
+from .integrate import log_times, simulate, train
 from .mechanisms import MECHANISMS, Mechanism, get_mechanism, mechanism_metrics
 from .metrics import fit_slow_rate, min_l2
-from .sweep import collapse_time, environment
+from .projection import _rank, stop_gradient_zero_modes
+from .sweep import collapse_time, environment, run_grid
 
 __all__ = [
     "DIAGNOSTIC_KEYS",
@@ -49,7 +50,6 @@ __all__ = [
     "mechanism_fixed_point",
     "predicted_zero_modes",
     "fixed_point_analysis",
-    "finite_difference_jacobian",
     "train_mechanism",
     "training_comparison",
     "default_optimizers",
@@ -143,6 +143,7 @@ def mechanism_sweep(
     dim: int = 4,
     t1: float = 200.0,
     points: int = 40,
+    devices=None,
     **member_kw,
 ) -> dict:
     """``jit(vmap)`` of [`mechanism_member`][collapse_jax.comparison.mechanism_member] over
@@ -155,6 +156,8 @@ def mechanism_sweep(
         values: main hyper-parameter values (default: the mechanism's ``grid``; ignored, one
             value, for mechanisms without one).
         seeds: count or list of seeds of the default initial state.
+        devices: devices of the sweep mesh (default all): the grid runs on the sharded
+            engine of [`run_grid`][collapse_jax.sweep.run_grid].
 
     Returns:
         A dict of host arrays with axes `(F, H, S[, T])` (``min_l2``, ``accuracy``,
@@ -173,27 +176,21 @@ def mechanism_sweep(
     seeds = np.arange(seeds) if isinstance(seeds, (int, np.integer)) else np.asarray(seeds)
     if seeds.size == 0:
         raise ValueError("seeds must name at least one seed")
-    M = phis * n_classes * per_class / (1.0 - phis)
+    M = shared_from_frustration(n_classes, per_class, phis)
     max_shared = int(np.max(np.round(M)))
     data = frustration_data(n_classes, per_class, phis, max_shared=max_shared)
     F, H, S = phis.size, vals.size, seeds.size
-    # flatten the grid: frustration outermost, then value, then seed
-    fi, hi, si = (a.ravel() for a in np.meshgrid(np.arange(F), np.arange(H), np.arange(S),
-                                                 indexing="ij"))  # fmt: skip
-    batch_data = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[fi]), data)
-    keys = jnp.stack([jax.random.PRNGKey(int(seeds[i])) for i in si])
-    batch_vals = jnp.asarray(vals[hi])
+    keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
     ts = log_times(1e-2, t1, points)
 
-    def member(d, k, v):
+    def member(data, value, key):
         return mechanism_member(
-            mech, d, k, None if mech.hyper is None else v, dim=dim, ts=ts, **member_kw
+            mech, data, key, None if mech.hyper is None else value, dim=dim, ts=ts, **member_kw
         )
 
-    start = time.perf_counter()
-    out = jax.block_until_ready(jax.jit(jax.vmap(member))(batch_data, keys, batch_vals))
-    seconds = time.perf_counter() - start
-    res = {k: np.asarray(v).reshape(F, H, S, *np.shape(v)[1:]) for k, v in out.items()}
+    # the grid: frustration outermost, then value, then seed
+    res, timing = run_grid(member, {"data": data, "value": vals, "key": keys}, devices=devices)
+    seconds = timing["compile_seconds"] + timing["run_seconds"]
     t = np.asarray(ts)
     res["collapse_time"] = collapse_time(t, res["min_l2"])
     rates = np.full((F, H, S), np.nan)
@@ -375,11 +372,6 @@ def _components(A) -> int:
     return len({find(a) for a in range(N + K)})
 
 
-def _rank(a, rel=1e-8) -> int:
-    a = np.asarray(a)
-    return int(np.linalg.matrix_rank(a, tol=rel * max(1.0, float(np.abs(a).max()))))
-
-
 def _predictor_residual_rank(x, y, W, A) -> int:
     """Rank of the Jacobian of the residuals `(W x_i - y_c, y_c - x_i)` over active pairs,
     with respect to `(x, y, W)` (built by hand, not from the field)."""
@@ -438,31 +430,14 @@ def predicted_zero_modes(mechanism, state, data) -> tuple[int | None, str]:
             f"(labels span {k} dims; d^2 = {d * d})"
         )
     if mech.name in ("simsiam", "ema_predictor"):
-        active = np.max(A, axis=1) > 0
-        rx, rw = _rank(x[active]), _rank(np.asarray(state.W))
-        n_act = int(active.sum())
-        inactive = (N - n_act) * d  # an inactive sample feels no force
-        count = d * d + (n_act - rx) * (d - rw) + inactive
-        return count, f"d^2 + (N - rank X)(d - rank W) = {d * d} + ({n_act} - {rx})({d} - {rw})"
+        z = stop_gradient_zero_modes(x, state.W, A)
+        n_act, rx, rw = z["active"], z["rank_x"], z["rank_w"]
+        return z["count"], (
+            f"d^2 + (N - rank X)(d - rank W) = {d * d} + ({n_act} - {rx})({d} - {rw})"
+        )
     if mech.name == "vicreg":
         return None, "numerical only: d translations + flat directions of the statistics"
     return None, "no fixed point expected (the separation grows)"
-
-
-def finite_difference_jacobian(field, state, args, h: float = 1e-6) -> np.ndarray:
-    """Central finite differences of the flattened field (the independent reference for
-    every Jacobian the toolkit reports; `2 n` field evaluations)."""
-    from jax.flatten_util import ravel_pytree
-
-    flat, unravel = ravel_pytree(state)
-    f = jax.jit(lambda v: ravel_pytree(field(0.0, unravel(v), args))[0])
-    v0 = np.asarray(flat)
-    J = np.empty((v0.size, v0.size))
-    for k in range(v0.size):
-        e = np.zeros_like(v0)
-        e[k] = h
-        J[:, k] = (np.asarray(f(v0 + e)) - np.asarray(f(v0 - e))) / (2 * h)
-    return J
 
 
 def fixed_point_analysis(
@@ -492,7 +467,7 @@ def fixed_point_analysis(
     names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
     rows = []
     for phi in np.atleast_1d(np.asarray(frustration, np.float64)):
-        M = int(round(phi * n_classes * per_class / (1.0 - phi)))
+        M = int(round(shared_from_frustration(n_classes, per_class, float(phi))))
         data = standard_data(n_classes, per_class, M)
         for name in names:
             if progress is not None:
@@ -552,43 +527,38 @@ def train_mechanism(
     Returns ``(steps_saved, states)`` like [`collapse_jax.train`][collapse_jax.integrate.train].
     `jit`/`vmap`-able over ``data`` (frustration masks) and ``value``.
     """
-    import optax
-
-    from .fields import training_loss
-
     mech = get_mechanism(mechanism)
-    if steps % save_every:
-        raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
     if batch_size is not None and key is None:
         raise ValueError("train_mechanism: batch_size needs a PRNG key (key=...)")
     args = mech.args(data.matrix(), value)
-    grad = jax.grad(training_loss(mech.loss, stop_gradient=mech.stop_gradient))
     N = args.A.shape[0]
+    sample_args = None
+    if batch_size is not None:
 
-    def one(carry, _):
-        z, opt_state, j = carry
-        a = args
-        if batch_size is not None:
-            keep = jax.random.bernoulli(jax.random.fold_in(key, j), batch_size / N, (N,))
-            a = a._replace(A=args.A * keep[:, None].astype(args.A.dtype) * (N / batch_size))
-        g = grad(z, a)
-        if mech.ema:
-            g = g._replace(y_ema=jnp.zeros_like(z.y_ema))
-        updates, opt_state = optimizer.update(g, opt_state, z)
-        z1 = optax.apply_updates(z, updates)
-        if mech.ema:
+        def sample_args(k):
+            keep = jax.random.bernoulli(k, batch_size / N, (N,))
+            return args._replace(A=args.A * keep[:, None].astype(args.A.dtype) * (N / batch_size))
+
+    post_update = None
+    if mech.ema:
+
+        def post_update(before, after, step_args):
+            # the EMA target is not trained: explicit Euler of its relaxation, pre-update `y`
             rate = dt / args.params["tau_ema"]
-            z1 = z1._replace(y_ema=z.y_ema + rate * (z.y - z.y_ema))
-        return (z1, opt_state, j + 1), None
+            return after._replace(y_ema=before.y_ema + rate * (before.y - before.y_ema))
 
-    def block(carry, _):
-        carry, _ = jax.lax.scan(one, carry, None, length=save_every)
-        return carry, carry[0]
-
-    carry0 = (state0, optimizer.init(state0), jnp.asarray(0, jnp.int32))
-    _, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
-    states = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a], axis=0), state0, states)
-    return jnp.arange(0, steps + 1, save_every), states
+    return train(
+        mech.loss,
+        state0,
+        args,
+        optimizer,
+        steps=steps,
+        stop_gradient=mech.stop_gradient,
+        save_every=save_every,
+        sample_args=sample_args,
+        key=key,
+        post_update=post_update,
+    )
 
 
 def default_optimizers(lr: float = 5e-3) -> dict:
@@ -617,6 +587,7 @@ def training_comparison(
     *,
     frustration=QUICK["frustration"],
     seed: int = 0,
+    n_classes: int = 3,
     per_class: int = QUICK["per_class"],
     dim: int = QUICK["dim"],
     t1: float = 100.0,
@@ -636,13 +607,13 @@ def training_comparison(
     names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
     optimizers = default_optimizers() if optimizers is None else optimizers
     phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
-    M = phis * 3 * per_class / (1.0 - phis)
-    data = frustration_data(3, per_class, phis, max_shared=int(np.max(np.round(M))))
+    M = shared_from_frustration(n_classes, per_class, phis)
+    data = frustration_data(n_classes, per_class, phis, max_shared=int(np.max(np.round(M))))
     rows = []
     start = time.perf_counter()
     for name in names:
         mech = get_mechanism(name)
-        z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, 3, dim)
+        z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, data.n_classes, dim)
         for opt_name, (opt, dt, batch) in optimizers.items():
             if progress is not None:
                 progress(f"{name}/{opt_name}")
@@ -681,3 +652,29 @@ def training_comparison(
                 }
             )
     return {"rows": rows, "seconds": time.perf_counter() - start}
+
+
+def _finite_difference_jacobian(field, state, args, h: float = 1e-6) -> np.ndarray:
+    from .spectral import finite_difference_jacobian
+
+    return finite_difference_jacobian(field, state, args, step=h)
+
+
+_DEPRECATED = {
+    "finite_difference_jacobian": (
+        _finite_difference_jacobian,
+        "collapse_jax.comparison.finite_difference_jacobian is deprecated: use "
+        "collapse_jax.spectral.finite_difference_jacobian (step=1e-6 for the old default)",
+    ),
+}
+
+
+def __getattr__(name):
+    # old import paths keep working for one release, with a DeprecationWarning
+    if name in _DEPRECATED:
+        import warnings
+
+        value, message = _DEPRECATED[name]
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -146,10 +146,21 @@ def standard_data(
     return StandardData(K, n, mask, jnp.asarray(1.0, dtype))
 
 
-def shared_from_frustration(n_classes: int, per_class: int, frustration) -> float:
-    """`M = phi K n / (1 - phi)`, unrounded (docs/theory.md §1)."""
-    phi = _check_frustration("frustration", frustration)
-    return phi * n_classes * per_class / (1.0 - phi)
+def shared_from_frustration(n_classes: int, per_class: int, frustration):
+    """`M = phi K n / (1 - phi)`, unrounded (docs/theory.md §1): the one frustration -> `M` rule.
+
+    A Python float for a scalar ratio, a float64 array of the same shape for an array of them.
+
+    Raises:
+        ValueError: if a ratio is outside `[0, 1)`.
+    """
+    if np.ndim(frustration) == 0:
+        phi = _check_frustration("frustration", frustration)
+        return phi * n_classes * per_class / (1.0 - phi)
+    phis = np.asarray(frustration, dtype=np.float64)
+    for phi in phis.ravel():
+        _check_frustration("frustration", phi)
+    return phis * n_classes * per_class / (1.0 - phis)
 
 
 def frustration_data(
@@ -174,9 +185,7 @@ def frustration_data(
     if rule not in ("round", "spread"):
         raise ValueError(f"rule must be 'round' or 'spread', got {rule!r}")
     phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
-    for phi in phis.ravel():
-        _check_frustration("frustration", phi)
-    M = phis * K * n / (1.0 - phis)
+    M = shared_from_frustration(K, n, phis)
     dtype = _float_dtype()
     if rule == "round":
         m = np.round(M)

@@ -150,6 +150,7 @@ def train(
     save_every: int = 1,
     sample_args=None,
     key=None,
+    post_update=None,
 ):
     """Discrete training with an optax optimiser on the same loss as the flow.
 
@@ -171,6 +172,9 @@ def train(
             (minibatch noise, e.g. ``lambda k: data.batch_moments(k, 32)``); ``args`` is then
             unused. Step `j` uses ``jax.random.fold_in(key, j)``.
         key: PRNG key for ``sample_args`` (required with it).
+        post_update: optional hook ``(state_before, state_after, step_args) -> state`` applied
+            after every optimiser update, for state that is not trained: e.g. an EMA target
+            relaxed towards the pre-update labels, overwriting whatever the optimiser did to it.
 
     Returns:
         ``(steps_saved, states)``: the step counts `0, save_every, ..., steps` and the states
@@ -191,7 +195,10 @@ def train(
         # minibatch noise: fresh arguments per step, else the full-batch ones
         step_args = args if sample_args is None else sample_args(jax.random.fold_in(key, j))
         updates, opt_state = optimizer.update(grad(state, step_args), opt_state, state)
-        return (optax.apply_updates(state, updates), opt_state, j + 1), None
+        new = optax.apply_updates(state, updates)
+        if post_update is not None:
+            new = post_update(state, new, step_args)
+        return (new, opt_state, j + 1), None
 
     def block(carry, _):
         carry, _ = jax.lax.scan(one, carry, None, length=save_every)

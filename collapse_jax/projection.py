@@ -21,13 +21,20 @@ from typing import Literal, NamedTuple
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._types import ProjectionState
 from .imex import AbstractStageSolveARK, StageSolveKenCarp4, StageSolveKenCarp5
 from .integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
 from .reduced import lift_state, reduce_state, reduced_field, reduced_params
 
-__all__ = ["ProjectionRun", "simulate_projection", "reduced_solver", "Path"]
+__all__ = [
+    "ProjectionRun",
+    "simulate_projection",
+    "reduced_solver",
+    "Path",
+    "stop_gradient_zero_modes",
+]
 
 Path = Literal["reduced", "full"]
 
@@ -159,3 +166,27 @@ def simulate_projection(
     x = jax.vmap(lambda z: lift_state(z, x0, K, n, mask))(sol.ys) if lift else None
     states = ProjectionState(x, sol.ys.y, sol.ys.W)
     return ProjectionRun(sol.ts, states, sol.result, sol.stats["num_steps"], sol)
+
+
+def _rank(a, rel: float = 1e-8) -> int:
+    """Numerical rank: singular values above `rel max(1, max|a|)`."""
+    a = np.asarray(a)
+    return int(np.linalg.matrix_rank(a, tol=rel * max(1.0, float(np.abs(a).max()))))
+
+
+def stop_gradient_zero_modes(x, W, A=None) -> dict:
+    """Predicted zero modes at a stop-gradient fixed point (docs/theory.md §3, P3).
+
+    The fixed points form a manifold of dimension `d^2 + (N_a - rank X_a)(d - rank W)` over
+    the `N_a` active samples `X_a`, plus `d` per inactive sample (it feels no force). With the
+    alignment matrix ``A`` the active samples are its rows with a positive entry; without it
+    every row of ``x`` counts as active. Ranks are numerical (relative tolerance `1e-8`).
+    Returns ``count``, ``rank_x``, ``rank_w``, ``active`` (the number of active samples).
+    """
+    x, W = np.asarray(x), np.asarray(W)
+    N, d = x.shape
+    active = np.ones(N, bool) if A is None else np.max(np.asarray(A), axis=1) > 0
+    rank_x, rank_w = _rank(x[active]), _rank(W)
+    n_act = int(active.sum())
+    count = d * d + (n_act - rank_x) * (d - rank_w) + (N - n_act) * d
+    return {"count": count, "rank_x": rank_x, "rank_w": rank_w, "active": n_act}

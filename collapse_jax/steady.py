@@ -322,6 +322,7 @@ def projection_fixed_point(
     from .fields import vector_field
     from .losses import projection_loss
     from .metrics import min_l2
+    from .projection import stop_gradient_zero_modes
 
     A = data.matrix()
     n, M = data.per_class, float(data.shared_total)
@@ -346,10 +347,7 @@ def projection_fixed_point(
     else:
         branch = "other"
     span = label_span_spectrum(W, y)
-    x = np.asarray(z.x)
-    rank_w = int(np.linalg.matrix_rank(W, tol=1e-8 * max(1.0, np.abs(W).max())))
-    rank_x = int(np.linalg.matrix_rank(x, tol=1e-8 * max(1.0, np.abs(x).max())))
-    d = W.shape[0]
+    zero = stop_gradient_zero_modes(z.x, W)  # every row of x counts (as reported before)
     return {
         "min_l2": ml2,
         "residual_norm": st.residual_after if st.status == "fixed-point" else st.residual_before,
@@ -362,8 +360,8 @@ def projection_fixed_point(
         "omega_bound": n / (n + M),
         "jacobian_max_real": st.max_real,
         "zero_modes": st.zero_modes,
-        "zero_modes_predicted": d * d + (x.shape[0] - rank_x) * (d - rank_w),
-        "w_rank": rank_w,
+        "zero_modes_predicted": zero["count"],
+        "w_rank": zero["rank_w"],
         "n_variables": int(st.jacobian.shape[0]),
         "status": st.status,
         "branch": branch,

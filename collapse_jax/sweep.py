@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .data import ShareRule, frustration_data, init_embedding_state, init_projection_state
+from .data import (
+    ShareRule,
+    frustration_data,
+    init_embedding_state,
+    init_projection_state,
+    shared_from_frustration,
+)
 from .exact import exact_min_l2, exact_solution, lambda_pm
 from .fields import vector_field
 from .integrate import log_times, simulate
@@ -44,6 +50,7 @@ __all__ = [
     "load_sweep",
     "collapse_time",
     "sweep_mesh",
+    "run_grid",
     "fitted_rates",
     "environment",
 ]
@@ -186,6 +193,41 @@ def _run_sharded(member, batch, mesh: Mesh):
     return out, {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
 
+def run_grid(member, axes: dict, *, devices=None) -> tuple[dict, dict]:
+    """Any member over the product of any parameter axes, in one sharded ``jit(vmap)`` call.
+
+    ``axes`` maps an argument name of ``member`` to that axis' values: a pytree whose leaves
+    share a leading axis (an array of numbers, a batch of keys, a batched data set). The
+    product is flattened in C order (the first axis outermost), padded to a multiple of the
+    device count and laid out over the ``("sweep",)`` mesh; ``member(**values)`` returns a
+    pytree (usually a dict) of arrays. Returns ``(out, timing)``: ``out`` with every leaf
+    reshaped to `(len(axis_1), ..., len(axis_k), ...)`, ``timing`` the compile and run seconds
+    and ``n_devices``.
+    """
+    if not axes:
+        raise ValueError("axes must name at least one axis")
+    names = list(axes)
+    sizes = []
+    for name in names:
+        leaves = jax.tree.leaves(axes[name])
+        if not leaves or np.ndim(leaves[0]) == 0:
+            raise ValueError(f"axis {name!r} must have a leading axis, got {axes[name]!r}")
+        sizes.append(int(np.shape(leaves[0])[0]))
+    index = [a.ravel() for a in np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")]
+    batch = tuple(
+        jax.tree.map(lambda a, i=i: np.asarray(a)[i], axes[name])
+        for name, i in zip(names, index, strict=True)
+    )
+
+    def flat_member(*values):
+        return member(**dict(zip(names, values, strict=True)))
+
+    mesh = sweep_mesh(devices)
+    out, timing = _run_sharded(flat_member, batch, mesh)
+    out = jax.tree.map(lambda a: a.reshape(*sizes, *a.shape[1:]), out)
+    return out, {**timing, "n_devices": mesh.size}
+
+
 def _grid(frustration, seeds, n_classes, per_class, rule, max_shared):
     """Validated ratios, seeds, the batched data and keys of a `frustration x seed` grid."""
     phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
@@ -197,27 +239,25 @@ def _grid(frustration, seeds, n_classes, per_class, rule, max_shared):
         seeds = np.arange(seeds)
     seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
     if max_shared is None:
-        M = phis * n_classes * per_class / np.maximum(1.0 - phis, 1e-300)
+        # a ratio outside [0, 1) is reported by frustration_data below
+        M = shared_from_frustration(n_classes, per_class, phis) if np.all(phis < 1) else 0.0
         max_shared = int(np.ceil(np.max(M))) if np.all(phis < 1) else 0
     data = frustration_data(n_classes, per_class, phis, max_shared=max_shared, rule=rule)
-    S = seeds.size
     keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
-    flat_data = jax.tree.map(lambda a: np.repeat(np.asarray(a), S, axis=0), data)
-    flat_keys = np.tile(keys, (phis.size, 1))
-    return phis, seeds, data, max_shared, (flat_data, flat_keys)
+    return phis, seeds, data, max_shared, keys
 
 
 def _grid_sweep(
     member, frustration, seeds, ts, *, n_classes, per_class, rule, max_shared, devices, metadata
 ) -> SweepResult:
     """Run ``member(data, key)`` over the grid in one sharded ``jit(vmap)`` call."""
-    phis, seeds, data, max_shared, batch = _grid(
+    phis, seeds, data, max_shared, keys = _grid(
         frustration, seeds, n_classes, per_class, rule, max_shared
     )
-    mesh = sweep_mesh(devices)
-    out, timing = _run_sharded(member, batch, mesh)
-    F, S = phis.size, seeds.size
-    grid = {k: v.reshape(F, S, *v.shape[1:]) for k, v in out.items()}
+    grid, timing = run_grid(
+        lambda data, key: member(data, key), {"data": data, "key": keys}, devices=devices
+    )
+    F = phis.size
     metadata = {
         **metadata,
         "rule": rule,
@@ -225,7 +265,6 @@ def _grid_sweep(
         "per_class": per_class,
         "max_shared": max_shared,
         **timing,
-        "n_devices": mesh.size,
         "dims": {
             "min_l2": ["frustration", "seed", "t"],
             "result": ["frustration", "seed"],

@@ -8,13 +8,12 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.comparison import (
-    finite_difference_jacobian,
     fixed_point_analysis,
     mechanism_fixed_point,
     predicted_zero_modes,
 )
 from collapse_jax.mechanisms import MECHANISMS
-from collapse_jax.spectral import jacobian
+from collapse_jax.spectral import finite_difference_jacobian, jacobian
 
 FD_ZERO_TOL = 1e-5  # finite differences (h = 1e-6) resolve eigenvalues to ~1e-9 here
 
@@ -39,7 +38,7 @@ def _check(name, M, d=3, n=2, seed=0):
     assert out["status"] == "fixed-point" and out["residual"] < 1e-10
     assert out["max_real"] < 1e-7
     args = mech.args(data.matrix())
-    J_fd = finite_difference_jacobian(mech.field(), out["state"], args)
+    J_fd = finite_difference_jacobian(mech.field(), out["state"], args, step=1e-6)
     J = np.asarray(jacobian(mech.field(), out["state"], args))
     assert np.max(np.abs(J - J_fd)) < 1e-7
     fd_zero = int(np.sum(np.abs(np.linalg.eigvals(J_fd)) <= FD_ZERO_TOL))

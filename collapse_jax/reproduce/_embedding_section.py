@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from ..data import shared_from_frustration
 from ._checks import Section, _img, _num, _values, fmt_error, fmt_value
 from ._config import ReproduceConfig
 from ._figures import _fig_rates_vs_n, _fig_spectra, _fig_timescales
@@ -82,7 +83,7 @@ def _rates_vs_n(cfg: ReproduceConfig) -> dict:
 
     K, d, phi = cfg.classes, cfg.rates_vs_n_dim, cfg.rates_vs_n_frustration
     ns = [int(v) for v in cfg.rates_vs_n]
-    Ms = [int(np.round(phi * K * n / (1.0 - phi))) for n in ns]
+    Ms = [int(np.round(shared_from_frustration(K, n, phi))) for n in ns]
     rows_clean, rows_shared = K * max(ns), max(Ms)
     N = rows_clean + rows_shared
     As = np.zeros((len(ns), N, K))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import shared_from_frustration
 from ._references import _closed_lambda
 
 _TIME_LABEL = "time t (gradient-flow time, dimensionless)"
@@ -163,7 +164,7 @@ def _fig_rates_vs_n(rn: dict):
     ns = np.asarray(rn["per_class"], dtype=np.float64)
     phi, K = rn["frustration"], rn["classes"]
     grid = np.arange(int(ns.min()), int(ns.max()) + 1)
-    Ms = np.round(phi * K * grid / (1.0 - phi))
+    Ms = np.round(shared_from_frustration(K, grid, phi))
     lam = np.array([_closed_lambda(n, M) for n, M in zip(grid, Ms, strict=True)])
     for ax, key, col, name in (
         (axes[0], "fast_rate_fit", 1, r"$-\lambda_-$"),
