@@ -36,6 +36,7 @@ __all__ = [
     "exact_solution",
     "exact_class_distances",
     "exact_min_l2",
+    "compare_with_exact",
     "teacher_student_hessian",
     "teacher_student_slow_rate",
     "teacher_student_exact_min_l2",
@@ -194,6 +195,41 @@ def exact_min_l2(
     D = exact_class_distances(state0, data, ts)
     K = D.shape[-1]
     return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D), axis=(-2, -1))
+
+
+def compare_with_exact(
+    state0: EmbeddingState, data: StandardData, ts, min_l2, *, resolved: float = 1e-6
+) -> dict:
+    """A measured `MinL2(t)` of the embedding model against its exact path and rates.
+
+    What ``collapse-jax simulate`` reports for the embedding model: the exact curve
+    ([`exact_min_l2`][collapse_jax.exact.exact_min_l2]) from the same start, the largest
+    relative error of ``min_l2`` against it where the exact value is still resolved (above
+    ``resolved`` times its first value: below that the measured curve is round-off), and the
+    predicted slow and fast rates `lambda_+`, `lambda_-`
+    ([`lambda_pm`][collapse_jax.exact.lambda_pm]).
+
+    Args:
+        state0: the start.
+        data: the data set.
+        ts: the save times of ``min_l2``.
+        min_l2: the measured MinL2 at ``ts``.
+        resolved: relative level below which the exact value is not compared.
+
+    Returns:
+        ``{"min_l2_exact", "max_rel_error_vs_exact", "slow_rate_predicted",
+        "fast_rate_predicted"}`` (host values).
+    """
+    reference = np.asarray(exact_min_l2(state0, data, ts))
+    min_l2 = np.asarray(min_l2)
+    mask = reference > resolved * reference[0]
+    lam_plus, lam_minus = (float(v) for v in lambda_pm(data.per_class, data.shared_total))
+    return {
+        "min_l2_exact": reference,
+        "max_rel_error_vs_exact": float(np.max(np.abs(min_l2 / reference - 1)[mask])),
+        "slow_rate_predicted": lam_plus,
+        "fast_rate_predicted": lam_minus,
+    }
 
 
 # --- Linear teacher-student model, plain variant (docs/theory.md §4) ------------------------------

@@ -91,7 +91,7 @@ def run(args, progress):
     import diffrax
     import jax
 
-    from ..exact import exact_min_l2, exact_solution, lambda_pm
+    from ..exact import compare_with_exact, exact_solution
     from ..fields import vector_field
     from ..integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
     from ..losses import embedding_loss
@@ -124,10 +124,8 @@ def run(args, progress):
         ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
     metrics = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
     seconds = time.perf_counter() - start
-    reference = np.asarray(exact_min_l2(state, data, ts))
     min_l2 = np.asarray(metrics["min_l2"])
-    resolved = reference > 1e-6 * reference[0]
-    lam_plus, lam_minus = (float(v) for v in lambda_pm(args.per_class, float(args.shared)))
+    exact = compare_with_exact(state, data, ts, min_l2)
     return {
         "t": np.asarray(ts),
         "min_l2": min_l2,
@@ -147,11 +145,11 @@ def run(args, progress):
         "shared": args.shared,
         "dim": args.dim,
         "seed": args.seed,
-        "min_l2_exact": reference,
-        "max_rel_error_vs_exact": float(np.max(np.abs(min_l2 / reference - 1)[resolved])),
+        "min_l2_exact": exact["min_l2_exact"],
+        "max_rel_error_vs_exact": exact["max_rel_error_vs_exact"],
         "slow_rate_fit": fit_slow_rate(ts, min_l2),
-        "slow_rate_predicted": lam_plus,
-        "fast_rate_predicted": lam_minus,
+        "slow_rate_predicted": exact["slow_rate_predicted"],
+        "fast_rate_predicted": exact["fast_rate_predicted"],
         "final_min_l2": float(min_l2[-1]),
     }
 
