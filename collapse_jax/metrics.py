@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ._deprecated import moved
 from ._types import Array, Float
 
 __all__ = [
@@ -13,12 +14,8 @@ __all__ = [
     "nearest_label_accuracy",
     "roundoff_floor",
     "ROUNDOFF_FACTOR",
-    "embedding_metrics",
-    "projection_metrics",
     "fit_slow_rate",
     "fit_fast_rate",
-    "binary_accuracy_scale_free",
-    "teacher_student_metrics",
 ]
 
 #: MinL2 below ``ROUNDOFF_FACTOR * eps * (1 + max_c |y_c|)`` is at the round-off floor: label
@@ -78,26 +75,6 @@ def nearest_label_accuracy(
     return acc_clean, acc_all
 
 
-def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
-    """MinL2, loss and accuracies of one embedding-model state (docs/theory.md §1, §2).
-
-    ``data`` is a [`StandardData`][collapse_jax.data.StandardData]; `vmap` over a leading time axis
-    of ``state`` for a trajectory.
-    """
-    from .losses import embedding_loss
-
-    n_clean = data.n_classes * data.per_class
-    acc, acc_all = nearest_label_accuracy(
-        state.x[:n_clean], state.y, data.per_class, data.shared_count
-    )
-    return {
-        "min_l2": min_l2(state.y),
-        "loss": embedding_loss(state, state, data.matrix()),
-        "accuracy": acc,
-        "accuracy_all": acc_all,
-    }
-
-
 def _slow_fit(ts, values, floor=None):
     ts = np.asarray(ts, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
@@ -112,25 +89,6 @@ def _slow_fit(ts, values, floor=None):
         return float("nan"), float("nan"), float("nan")
     slope, intercept = np.polyfit(ts[window], np.log(v[window]), 1)
     return float(slope), float(intercept), float(t_last / 10)
-
-
-def projection_metrics(state, data) -> dict[str, Float[Array, ""]]:
-    """MinL2, loss and accuracies of one projection-model state (docs/theory.md §1, §3).
-
-    Accuracy uses the prediction `yhat(x) = W x`. The loss is `L_P` (equal in value to
-    `L_P^sg`). `vmap` over a leading time axis of ``state`` for a trajectory.
-    """
-    from .losses import projection_loss
-
-    n_clean = data.n_classes * data.per_class
-    predictions = state.x[:n_clean] @ state.W.T
-    acc, acc_all = nearest_label_accuracy(predictions, state.y, data.per_class, data.shared_count)
-    return {
-        "min_l2": min_l2(state.y),
-        "loss": projection_loss(state, state, data.matrix()),
-        "accuracy": acc,
-        "accuracy_all": acc_all,
-    }
 
 
 def fit_slow_rate(ts, values, floor=None) -> float:
@@ -170,51 +128,12 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
     return float(rel + slope)
 
 
-# --- Linear teacher-student model (docs/theory.md §4) ---------------------------------------------
-
-
-def binary_accuracy_scale_free(state, data) -> Float[Array, ""]:
-    """Nearest-label training accuracy of the teacher-student model, scale-free (docs/theory.md §4).
-
-    Sample `i` (label `c_i = ±1`) is correct when its prediction `yhat_i = U xi_i` (plain) or
-    `W U xi_i` (projection) is strictly nearer to `y_{c_i}` than to the other label. That is
-    `c_i (yhat_i - ybar) . (y_+ - y_-) > 0` (ties count as wrong), a test invariant under
-    `(U, y) -> a (U, y)`; it is evaluated after dividing `U` and `y` by their largest entry, so
-    no product underflows while the state itself is representable (a float64 run that squared
-    unnormalised distances fell to a tie, accuracy 0.5, docs/theory.md §4). NaN when the state is
-    zero or not finite, or when the relative separation `MinL2 / scale` is at the round-off floor
-    ([`ROUNDOFF_FACTOR`][collapse_jax.metrics.ROUNDOFF_FACTOR] `* eps`), where the sign is an
-    artefact.
-    """
-    U, y = state.U, state.y
-    scale = jnp.maximum(jnp.max(jnp.abs(U)), jnp.max(jnp.abs(y)))
-    ok = jnp.isfinite(scale) & (scale > 0)
-    safe = jnp.where(ok, scale, 1.0)
-    U, y = U / safe, y / safe
-    A = U if state.W is None else state.W @ U
-    pred = data.xi @ A.T  # (P, p)
-    ybar = 0.5 * (y[0] + y[1])
-    delta = y[0] - y[1]
-    margin = data.labels * ((pred - ybar) @ delta)
-    acc = jnp.mean((margin > 0).astype(pred.dtype))
-    eps = jnp.finfo(pred.dtype).eps
-    rel = jnp.linalg.norm(delta) / jnp.maximum(1.0, jnp.max(jnp.abs(y)))
-    ok = ok & (rel > ROUNDOFF_FACTOR * eps)
-    return jnp.where(ok, acc, jnp.nan)
-
-
-def teacher_student_metrics(state, data, loss) -> dict[str, Float[Array, ""]]:
-    """MinL2 `= |y_+ - y_-|`, scale-free accuracy and loss of one teacher-student state.
-
-    Args:
-        state: [`TeacherStudentState`][collapse_jax.TeacherStudentState].
-        data: [`TeacherStudentData`][collapse_jax.data.TeacherStudentData].
-        loss: the model's ``loss(state, held, moments)``; evaluated at ``held = state``.
-
-    `vmap` over a leading time axis of ``state`` for a trajectory (docs/theory.md §4).
-    """
-    return {
-        "min_l2": jnp.linalg.norm(state.y[0] - state.y[1]),
-        "accuracy": binary_accuracy_scale_free(state, data),
-        "loss": loss(state, state, data.moments()),
-    }
+__getattr__ = moved(
+    __name__,
+    {
+        "embedding_metrics": "collapse_jax.models.embedding",
+        "projection_metrics": "collapse_jax.models.projection",
+        "binary_accuracy_scale_free": "collapse_jax.models.teacher_student",
+        "teacher_student_metrics": "collapse_jax.models.teacher_student",
+    },
+)

@@ -36,7 +36,9 @@ from .exact import exact_min_l2, exact_solution, lambda_pm
 from .fields import vector_field
 from .integrate import log_times, simulate
 from .losses import embedding_loss
-from .metrics import embedding_metrics, fit_fast_rate, fit_slow_rate, min_l2, projection_metrics
+from .metrics import fit_fast_rate, fit_slow_rate, min_l2
+from .models.embedding import embedding_metrics
+from .models.projection import projection_metrics
 from .projection import Path, simulate_projection
 
 __all__ = [

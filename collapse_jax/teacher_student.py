@@ -4,7 +4,8 @@ Data ([`teacher_student_data`][collapse_jax.data.teacher_student_data]) -> loss
 (`collapse_jax.losses.teacher_student`) -> field
 ([`vector_field`][collapse_jax.fields.vector_field]) -> diffrax
 ([`simulate`][collapse_jax.integrate.simulate]) -> metrics
-([`teacher_student_metrics`][collapse_jax.metrics.teacher_student_metrics]) and, on the host, the
+([`teacher_student_metrics`][collapse_jax.models.teacher_student.teacher_student_metrics])
+and, on the host, the
 fitted slow rate `phi_eff(f)` and the plain model's closed-form rate (smallest relevant Hessian
 eigenvalue).
 
@@ -29,7 +30,8 @@ from .exact import teacher_student_exact_min_l2, teacher_student_slow_rate
 from .fields import vector_field
 from .integrate import log_times, simulate
 from .losses import teacher_student_loss, teacher_student_projection_loss
-from .metrics import fit_slow_rate, teacher_student_metrics
+from .metrics import fit_slow_rate
+from .models.teacher_student import teacher_student_metrics
 
 __all__ = [
     "TeacherStudentConfig",

@@ -19,7 +19,7 @@ from ._references import _closed_lambda, _expm_reference, _np_min_l2
 @eqx.filter_jit
 def _path_metrics(ys, data):
     # one compiled function instead of dozens of eagerly dispatched (and compiled) ops
-    from ..metrics import embedding_metrics
+    from ..models.embedding import embedding_metrics
 
     return jax.vmap(lambda s: embedding_metrics(s, data))(ys)
 

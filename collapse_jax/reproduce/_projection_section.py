@@ -25,7 +25,8 @@ from ._references import (
 def _projection_run(data, z, ts, stop_gradient: bool):
     """``simulate_projection`` (reduced path) and the metrics of every saved state, compiled
     as one function."""
-    from ..metrics import projection_metrics, roundoff_floor
+    from ..metrics import roundoff_floor
+    from ..models.projection import projection_metrics
     from ..projection import simulate_projection
 
     run = simulate_projection(data, z, stop_gradient=stop_gradient, ts=ts)
