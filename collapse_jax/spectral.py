@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._deprecated import moved
 from .data import StandardData
 from .exact import sector_eigenvalues
 
@@ -27,12 +28,6 @@ __all__ = [
     "sector_basis",
     "sector_spectra",
     "embedding_spectrum_report",
-    "steady_state_spectrum_report",
-    "omega",
-    "omega_max_eigenvalue",
-    "label_span_spectrum",
-    "bias_sectors",
-    "projection_spectrum_report",
 ]
 
 
@@ -220,179 +215,10 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
     }
 
 
-# --- projection model (docs/theory.md §3) -------------------------------------------------------
-
-
-def omega(W, per_class: float, shared: float) -> np.ndarray:
-    """`Omega(W) = n / (2(n+M)) (I+W)(I+W^T W)^{-1}(I+W)^T` (docs/theory.md §3, P1), host float64.
-
-    At a conservative fixed point the label bias obeys `(I - Omega) delta y_c = 0`; since
-    `(I+W)(I+W^T W)^{-1}(I+W)^T = [I I] P_G [I; I]` with `P_G` a projector,
-    `spec(Omega) ⊂ [0, n/(n+M)]`.
-    """
-    W = np.asarray(W, dtype=np.float64)
-    eye = np.eye(W.shape[0])
-    core = (eye + W) @ np.linalg.solve(eye + W.T @ W, (eye + W).T)
-    return per_class / (2.0 * (per_class + shared)) * core
-
-
-def omega_max_eigenvalue(W, per_class: float, shared: float) -> float:
-    """Largest eigenvalue of [`omega`][collapse_jax.spectral.omega] (symmetric; bound `n/(n+M)`)."""
-    om = omega(W, per_class, shared)
-    return float(np.linalg.eigvalsh(0.5 * (om + om.T))[-1])
-
-
-def label_span_spectrum(W, y) -> dict:
-    """`W` restricted to the label span `span{y_c}` (docs/theory.md §3, P2).
-
-    With `Q` an orthonormal basis of `span{y_c}` (rank-revealing SVD of `y`), returns
-    ``eigenvalues`` of `Q^T W Q` (sorted by real part), ``rank`` and ``leakage``
-    `|W Q - Q Q^T W Q|_F` (zero when the label span is `W`-invariant, as at a fixed point).
-    """
-    W = np.asarray(W, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    _, s, vt = np.linalg.svd(y, full_matrices=False)
-    rank = int(np.sum(s > 1e-10 * max(s[0], 1e-300)))
-    Q = vt[:rank].T
-    Wr = Q.T @ W @ Q
-    ev = np.linalg.eigvals(Wr)
-    return {
-        "eigenvalues": ev[np.argsort(ev.real)],
-        "rank": rank,
-        "leakage": float(np.linalg.norm(W @ Q - Q @ Wr)),
-    }
-
-
-def bias_sectors(W, y, per_class: float, shared: float, *, tol: float = 1e-6) -> list[dict]:
-    """For each class-bias direction, the `W`-sector it sits in (docs/theory.md §3, P2).
-
-    The bias directions are the right singular vectors `v_k` of the centred labels
-    `y_c - ybar` (`K - 1` of them, spreads `sigma_k`). For each: the Rayleigh quotient
-    `w_k = v_k^T W v_k`, the eigen-residual `|W v_k - w_k v_k|`, and the sector:
-    ``"separated"`` if `|w_k - n/(n+M)| <= tol` and `sigma_k` is finite, ``"lost"`` if
-    `|w_k| <= tol` or `sigma_k <= tol` (the direction's separation is gone or going),
-    ``"other"`` otherwise (not at a fixed point of the separated type).
-    """
-    W = np.asarray(W, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    yc = y - y.mean(axis=0)
-    _, s, vt = np.linalg.svd(yc, full_matrices=True)
-    target = per_class / (per_class + shared)
-    out = []
-    for k in range(y.shape[0] - 1):
-        sigma = float(s[k]) if k < s.size else 0.0
-        v = vt[k] if k < vt.shape[0] else np.zeros(W.shape[0])
-        w = float(v @ W @ v)
-        resid = float(np.linalg.norm(W @ v - w * v))
-        if sigma <= tol or abs(w) <= tol:
-            sector = "lost"
-        elif abs(w - target) <= tol and resid <= tol:
-            sector = "separated"
-        else:
-            sector = "other"
-        out.append({"spread": sigma, "w_rayleigh": w, "eigen_residual": resid, "sector": sector})
-    return out
-
-
-def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_tol=1e-6) -> dict:
-    """Spectral analysis of the projection model at one state (docs/theory.md §3).
-
-    For both fields (``"conservative"``, ``"stop_gradient"``): Jacobian eigenvalues (real and
-    imaginary parts, sorted by real part), their largest real part, the number of zero modes
-    (`|lambda| <= zero_tol`), `|J - J^T|_F` and whether `J` is symmetric. For `W`: `|eig W|`
-    sorted, `max eig Omega(W)` with its bound `n/(n+M)`, `W` on the label span and the sector
-    of every bias direction ([`bias_sectors`][collapse_jax.spectral.bias_sectors]).
-    """
-    from .fields import vector_field
-    from .losses import projection_loss
-
-    A = data.matrix()
-    n, M = data.per_class, float(data.shared_total)
-    out = {}
-    for name, sg in (("conservative", False), ("stop_gradient", True)):
-        J = jacobian(vector_field(projection_loss, stop_gradient=sg), state, A)
-        ev = eigenvalues(J)
-        out[name] = {
-            "real": ev.real,
-            "imag": ev.imag,
-            "max_real": float(ev.real.max()),
-            "zero_modes": int(np.sum(np.abs(ev) <= zero_tol)),
-            "asymmetry_norm": asymmetry_norm(J),
-            "symmetric": is_symmetric(J),
-        }
-    W, y = np.asarray(state.W), np.asarray(state.y)
-    span = label_span_spectrum(W, y)
-    out.update(
-        w_eigenvalues_abs=np.sort(np.abs(np.linalg.eigvals(W))),
-        omega_max_eigenvalue=omega_max_eigenvalue(W, n, M),
-        omega_bound=n / (n + M),
-        label_span_w_eigenvalues=span["eigenvalues"],
-        label_span_leakage=span["leakage"],
-        bias_sectors=bias_sectors(W, y, n, M, tol=sector_tol),
-    )
-    return out
-
-
-# the steady-state keys a projection spectrum reports besides the eigenvalues
-_STEADY_KEYS = (
-    "status",
-    "branch",
-    "residual_norm",
-    "jacobian_max_real",
-    "zero_modes",
-    "n_variables",
-    "min_l2",
-    "w_eigenvalues_abs",
-    "t_reached",
-)
-
-
-def steady_state_spectrum_report(
-    field, analysis: dict, data: StandardData, *, stop_gradient: bool
-) -> dict:
-    """Jacobian spectrum of the projection model at a steady state (docs/theory.md §3).
-
-    No closed form exists for the whole spectrum, so ``predicted`` is ``None`` and
-    ``max_abs_error`` is the largest entry of `|J_autodiff - J_finite_differences|` (central
-    differences, [`finite_difference_jacobian`][collapse_jax.spectral.finite_difference_jacobian]):
-    the check that the reported Jacobian is right. ``sectors`` holds `W` on the label span of a
-    separated stop-gradient fixed point, predicted `{1, n/(n+M) (K-1 times)}` (P2); it is empty
-    otherwise.
-
-    Args:
-        field: the projection model's vector field (the one ``analysis`` was computed with).
-        analysis: the output of
-            [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point], with its
-            ``steady`` entry.
-        data: the data set.
-        stop_gradient: which field.
-
-    Returns:
-        The keys of ``collapse-jax spectrum --model projection --json`` (docs/cli.md) except the
-        run's settings: ``numeric``, ``numeric_imag``, ``predicted``, ``max_abs_error``,
-        ``max_abs_error_reference``, ``sectors``, ``symmetric``, ``asymmetry_norm`` and the
-        steady state's ``status``, ``branch``, ``residual_norm``, ``jacobian_max_real``,
-        ``zero_modes``, ``n_variables``, ``min_l2``, ``w_eigenvalues_abs``, ``t_reached``.
-    """
-    st = analysis["steady"]
-    J_fd = finite_difference_jacobian(field, st.state, data.matrix())
-    sectors = {}
-    if stop_gradient and analysis["branch"] == "separated":
-        n, M, K = data.per_class, float(data.shared_total), data.n_classes
-        sectors["W_on_label_span"] = {
-            "numeric": np.sort(analysis["label_span_w_eigenvalues"]),
-            "predicted": np.sort([1.0] + [n / (n + M)] * (K - 1)),
-        }
-    ev = st.eigenvalues
-    report = {
-        "numeric": ev.real,
-        "numeric_imag": ev.imag,
-        "predicted": None,
-        "max_abs_error": float(np.max(np.abs(st.jacobian - J_fd))),
-        "max_abs_error_reference": "central finite differences of the field",
-        "sectors": sectors,
-        "symmetric": is_symmetric(st.jacobian),
-        "asymmetry_norm": analysis["asymmetry_norm"],
-    }
-    report.update({key: analysis[key] for key in _STEADY_KEYS})
-    return report
+__getattr__ = moved(
+    __name__,
+    {name: "collapse_jax.models.projection" for name in (
+        "omega", "omega_max_eigenvalue", "label_span_spectrum", "bias_sectors",
+        "projection_spectrum_report", "steady_state_spectrum_report",
+    )},
+)  # fmt: skip

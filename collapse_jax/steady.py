@@ -19,9 +19,10 @@ saddles with long plateaus exist): the finder nudges it by ``escape`` (relative)
 most unstable eigenvector and keeps integrating. Whatever is left at ``t_max`` is reported as
 ``"slow-transient"`` or ``"saddle"``, never as ``"fixed-point"``.
 
-[`projection_fixed_point`][collapse_jax.steady.projection_fixed_point] adds the projection-model
-analysis (`W` spectrum, `Omega`, bias sectors, branch) and
-[`classify_starts`][collapse_jax.steady.classify_starts] counts branches over many starts (P2).
+The finder knows no model: the projection model's analysis on top of it (`W` spectrum, `Omega`,
+bias sectors, branch; branch counts over many starts, P2) is
+[`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point] and
+[`classify_starts`][collapse_jax.models.projection.classify_starts].
 """
 
 from __future__ import annotations
@@ -38,14 +39,11 @@ import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
+from ._deprecated import moved
 from .integrate import result_name, simulate
 from .spectral import (
-    asymmetry_norm,
-    bias_sectors,
     eigenvalues,
     jacobian,
-    label_span_spectrum,
-    omega_max_eigenvalue,
 )
 
 __all__ = [
@@ -53,13 +51,7 @@ __all__ = [
     "find_steady_state",
     "polish",
     "residual_norm",
-    "projection_fixed_point",
-    "classify_starts",
-    "BRANCHES",
 ]
-
-#: Branch names of :func:`projection_fixed_point` (P1/P2 of docs/theory.md §3).
-BRANCHES = ("separated", "bias-in-kernel", "collapsed", "other", "saddle", "slow-transient")
 
 
 class SteadyState(NamedTuple):
@@ -181,8 +173,8 @@ def find_steady_state(
         progress_meter: passed to [`simulate`][collapse_jax.integrate.simulate].
         advance: optional ``advance(z, t0, t1, event) -> (z1, t_reached, steps, result)``
             replacing the integration of ``field`` (e.g. the projection model's reduced path,
-            [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point]); the polish and
-            the Jacobian always use ``field``.
+            [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point]);
+            the polish and the Jacobian always use ``field``.
 
     Returns:
         A [`SteadyState`][collapse_jax.steady.SteadyState].
@@ -271,170 +263,9 @@ def find_steady_state(
         horizon = min(max(10.0 * t, t + t1), float(t_max))
 
 
-def projection_fixed_point(
-    data,
-    state0,
-    *,
-    stop_gradient: bool,
-    sector_tol: float = 1e-6,
-    collapse_tol: float = 1e-8,
-    path: str = "reduced",
-    **kwargs,
-) -> dict:
-    """Run the projection model to a steady state and analyse it (docs/theory.md §3, P1–P3).
-
-    Args:
-        data: a [`StandardData`][collapse_jax.data.StandardData].
-        state0: a [`ProjectionState`][collapse_jax.ProjectionState].
-        stop_gradient: which field.
-        path: ``"reduced"`` (default): the integration segments run on the reduced path of
-            [`simulate_projection`][collapse_jax.projection.simulate_projection] (cost independent
-            of `n`), lifted back to every sample after each segment; the polish and the Jacobian
-            spectrum are those of the full field. ``"full"``: integrate every sample.
-        sector_tol: tolerance of [`bias_sectors`][collapse_jax.spectral.bias_sectors].
-        collapse_tol: ``MinL2`` below this is collapsed.
-        **kwargs: passed to [`find_steady_state`][collapse_jax.steady.find_steady_state].
-
-    Returns:
-        A dict with the keys of ``collapse-jax fixed-point --json`` (docs/cli.md): ``min_l2``,
-        ``residual_norm`` (after polish), ``residual_before_polish``, ``w_eigenvalues_abs``
-        (sorted), ``predicted_bias_eigenvalue`` `n/(n+M)`, ``omega_max_eigenvalue``,
-        ``omega_bound``, ``jacobian_max_real``, ``zero_modes``, ``status``, ``branch`` (one
-        of [`BRANCHES`][collapse_jax.steady.BRANCHES]), ``bias_sectors``,
-        ``label_span_w_eigenvalues`` (and ``label_span_leakage``), ``asymmetry_norm``,
-        ``t_reached``, ``steps``, plus ``steady`` (the
-        [`SteadyState`][collapse_jax.steady.SteadyState], not JSON).
-
-    Zero modes: the fixed points of both fields form manifolds. For stop-gradient they are
-    `{W x_i = y_c (clean), W x_s = ybar, (n+M) y_c = n xbar_c + M xbar_S}`; linearised, the
-    sample constraints `dW x_i + W dx_i = dt_i` lose rank where `W` is singular (only the
-    range of `W` is reachable through `dx_i`, the rest only through the `d - r` rows of `dW`
-    outside it), so the manifold has dimension `d^2 + (N - rank X)(d - r)` with `r = rank W`
-    and `X` the sample matrix: ``zero_modes_predicted``. (For K=3, n=12, M=2, d=5, r=3: 91,
-    the count docs/theory.md §3 P3 reports.) The rotations `x -> R x, y -> R y, W -> R W R^T`, a
-    symmetry of both losses, are `d(d-1)/2` of these directions.
-
-    Branches: a non-fixed point is ``"saddle"`` or ``"slow-transient"``. A fixed point is
-    ``"collapsed"`` when ``MinL2 <= collapse_tol``, ``"separated"`` when every bias direction
-    is separated (eigenvalue `n/(n+M)` of `W`), ``"bias-in-kernel"`` when one is lost, and
-    ``"other"`` otherwise.
-    """
-    from .fields import vector_field
-    from .losses import projection_loss
-    from .metrics import min_l2
-    from .projection import stop_gradient_zero_modes
-
-    A = data.matrix()
-    n, M = data.per_class, float(data.shared_total)
-    field = vector_field(projection_loss, stop_gradient=stop_gradient)
-    if path == "reduced":
-        kwargs["advance"] = _reduced_advance(data, stop_gradient, kwargs)
-    elif path != "full":
-        raise ValueError(f"path must be 'reduced' or 'full', got {path!r}")
-    st = find_steady_state(field, state0, A, **kwargs)
-    z = st.state
-    W, y = np.asarray(z.W), np.asarray(z.y)
-    ml2 = float(min_l2(z.y))
-    sectors = bias_sectors(W, y, n, M, tol=sector_tol)
-    if st.status != "fixed-point":
-        branch = st.status
-    elif ml2 <= collapse_tol:
-        branch = "collapsed"
-    elif all(s["sector"] == "separated" for s in sectors):
-        branch = "separated"
-    elif any(s["sector"] == "lost" for s in sectors):
-        branch = "bias-in-kernel"
-    else:
-        branch = "other"
-    span = label_span_spectrum(W, y)
-    zero = stop_gradient_zero_modes(z.x, W)  # every row of x counts (as reported before)
-    return {
-        "min_l2": ml2,
-        "residual_norm": st.residual_after if st.status == "fixed-point" else st.residual_before,
-        "residual_before_polish": st.residual_before,
-        "residual_after_polish": st.residual_after,
-        "polish_move": st.polish_move,
-        "w_eigenvalues_abs": np.sort(np.abs(np.linalg.eigvals(W))),
-        "predicted_bias_eigenvalue": n / (n + M),
-        "omega_max_eigenvalue": omega_max_eigenvalue(W, n, M),
-        "omega_bound": n / (n + M),
-        "jacobian_max_real": st.max_real,
-        "zero_modes": st.zero_modes,
-        "zero_modes_predicted": zero["count"],
-        "w_rank": zero["rank_w"],
-        "n_variables": int(st.jacobian.shape[0]),
-        "status": st.status,
-        "branch": branch,
-        "bias_sectors": sectors,
-        "label_span_w_eigenvalues": span["eigenvalues"].real,
-        "label_span_w_eigenvalues_imag": span["eigenvalues"].imag,
-        "label_span_leakage": span["leakage"],
-        "asymmetry_norm": asymmetry_norm(st.jacobian),
-        "t_reached": st.t,
-        "steps": st.steps,
-        "segments": st.segments,
-        "escapes": st.escapes,
-        "result": st.result,
-        "stop_gradient": bool(stop_gradient),
-        "steady": st,
-    }
-
-
-def _reduced_advance(data, stop_gradient, kwargs):
-    """An ``advance`` for [`find_steady_state`][collapse_jax.steady.find_steady_state] on the
-    projection model's reduced path."""
-    from .projection import simulate_projection
-
-    kw = {k: kwargs[k] for k in ("rtol", "atol", "max_steps", "progress_meter") if k in kwargs}
-    # Tighter than the full path's defaults: the explicit (slow) half of the IMEX step sits at
-    # its stability limit near a fixed point, so the residual settles at the tolerance level
-    # instead of decaying (rms ~1e-9 at rtol 1e-8, atol 1e-10, K=3, n=6, M=2, d=4) and the
-    # acceptance test (|F|_2 <= accept_tol before the polish) needs it well below 1e-8.
-    kw.setdefault("rtol", 1e-10)
-    kw.setdefault("atol", 1e-13)
-
-    def advance(z, t0, t1, event):
-        run = simulate_projection(
-            data,
-            z,
-            stop_gradient=stop_gradient,
-            t0=t0,
-            t1=t1,
-            ts=jnp.asarray([t1]),
-            saveat=diffrax.SaveAt(t1=True),
-            event=event,
-            **kw,
-        )
-        last = jax.tree_util.tree_map(lambda a: a[-1], run.states)
-        return last, float(run.ts[-1]), int(run.steps), result_name(run.result)
-
-    return advance
-
-
-def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwargs) -> dict:
-    """P2 of docs/theory.md §3: run many starts and count the branch each one reaches.
-
-    Every start is [`init_projection_state`][collapse_jax.data.init_projection_state] from
-    ``PRNGKey(seed)``; each is analysed by
-    [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point] (``**kwargs``
-    passed on). Returns ``{"counts": branch -> count, "fractions": branch -> fraction,
-    "runs": [per-seed dict without the SteadyState]}``.
-    """
-    from .data import init_projection_state
-
-    runs = []
-    for seed in seeds:
-        z0 = init_projection_state(
-            jax.random.PRNGKey(int(seed)), data.n_samples, data.n_classes, dim
-        )
-        out = projection_fixed_point(data, z0, stop_gradient=stop_gradient, **kwargs)
-        out.pop("steady")
-        out["seed"] = int(seed)
-        runs.append(out)
-    counts = {b: sum(r["branch"] == b for r in runs) for b in BRANCHES}
-    total = max(len(runs), 1)
-    return {
-        "counts": counts,
-        "fractions": {b: c / total for b, c in counts.items()},
-        "runs": runs,
-    }
+__getattr__ = moved(
+    __name__,
+    {name: "collapse_jax.models.projection" for name in (
+        "BRANCHES", "projection_fixed_point", "classify_starts",
+    )},
+)  # fmt: skip

@@ -14,7 +14,7 @@ machine-readable) into one folder:
    trajectories on the `N`-independent reduced path
    ([`simulate_projection`][collapse_jax.projection.simulate_projection]) and fixed points found,
    polished and classified by
-   [`projection_fixed_point`][collapse_jax.steady.projection_fixed_point].
+   [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point].
 3. ``sweep``: a frustration sweep ([`embedding_sweep`][collapse_jax.sweep.embedding_sweep]) and its
    phase diagram; a few members against ``scipy.linalg.expm``; a small diffrax-integrated sweep
    whose fitted slow and fast rates (worst member) are held to `lambda_pm`; and a projection-model

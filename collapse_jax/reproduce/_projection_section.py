@@ -42,9 +42,8 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         standard_data,
     )
     from ..integrate import result_name
+    from ..models.projection import classify_starts, omega_max_eigenvalue, projection_fixed_point
     from ..plots import save_figure
-    from ..spectral import omega_max_eigenvalue
-    from ..steady import classify_starts, projection_fixed_point
 
     S = "projection"
     K, n, M, d = cfg.classes, cfg.per_class, cfg.shared, cfg.dim
