@@ -90,6 +90,7 @@ from .models import Model as Model
 from .models import get_model as get_model
 from .models import register as register
 from .models.embedding import embedding_metrics as embedding_metrics
+from .models.embedding import embedding_spectrum_report as embedding_spectrum_report
 from .models.projection import BRANCHES as BRANCHES
 from .models.projection import bias_sectors as bias_sectors
 from .models.projection import classify_starts as classify_starts
@@ -112,7 +113,6 @@ from .reduced import reduced_field as reduced_field
 from .reduced import reduced_params as reduced_params
 from .spectral import asymmetry_norm as asymmetry_norm
 from .spectral import eigenvalues as eigenvalues
-from .spectral import embedding_spectrum_report as embedding_spectrum_report
 from .spectral import finite_difference_jacobian as finite_difference_jacobian
 from .spectral import is_symmetric as is_symmetric
 from .spectral import jacobian as jacobian

@@ -17,7 +17,6 @@ from jax.flatten_util import ravel_pytree
 
 from ._deprecated import moved
 from .data import StandardData
-from .exact import sector_eigenvalues
 
 __all__ = [
     "jacobian",
@@ -27,7 +26,6 @@ __all__ = [
     "is_symmetric",
     "sector_basis",
     "sector_spectra",
-    "embedding_spectrum_report",
 ]
 
 
@@ -180,45 +178,13 @@ def sector_spectra(J: np.ndarray, data: StandardData, dim: int) -> dict[str, dic
     return out
 
 
-def embedding_spectrum_report(field, state, data: StandardData) -> dict:
-    """Jacobian spectrum of the embedding model vs the closed form of docs/theory.md §2.
-
-    Returns the keys of ``collapse-jax spectrum --json`` (docs/cli.md): ``numeric``,
-    ``numeric_imag``, ``predicted``, ``max_abs_error`` (max over the whole sorted spectrum and
-    over every sector), ``sectors``, ``symmetric``, ``asymmetry_norm``; plus
-    ``sector_leakage`` (largest leakage, see
-    [`sector_spectra`][collapse_jax.spectral.sector_spectra]).
-    """
-    dim = state.x.shape[-1]
-    J = jacobian(field, state, data.matrix())
-    ev = eigenvalues(J)
-    predicted_rows = sector_eigenvalues(data)
-    spectra = sector_spectra(J, data, dim)
-    sectors, errors, leak = {}, [], 0.0
-    for name, pred in predicted_rows.items():
-        pred_d = np.sort(np.repeat(pred, dim))
-        num = spectra[name]["numeric"]
-        errors.append(np.max(np.abs(num - pred_d), initial=0.0))
-        leak = max(leak, spectra[name]["leakage"])
-        sectors[name] = {"numeric": num.real.tolist(), "predicted": pred_d.tolist()}
-    predicted = np.sort(np.concatenate([np.repeat(p, dim) for p in predicted_rows.values()]))
-    errors.append(np.max(np.abs(ev - predicted)))
-    return {
-        "numeric": ev.real.tolist(),
-        "numeric_imag": ev.imag.tolist(),
-        "predicted": predicted.tolist(),
-        "max_abs_error": float(max(errors)),
-        "sectors": sectors,
-        "symmetric": is_symmetric(J),
-        "asymmetry_norm": asymmetry_norm(J),
-        "sector_leakage": leak,
-    }
-
-
 __getattr__ = moved(
     __name__,
-    {name: "collapse_jax.models.projection" for name in (
-        "omega", "omega_max_eigenvalue", "label_span_spectrum", "bias_sectors",
-        "projection_spectrum_report", "steady_state_spectrum_report",
-    )},
+    {
+        **{name: "collapse_jax.models.projection" for name in (
+            "omega", "omega_max_eigenvalue", "label_span_spectrum", "bias_sectors",
+            "projection_spectrum_report", "steady_state_spectrum_report",
+        )},
+        "embedding_spectrum_report": "collapse_jax.models.embedding",
+    },
 )  # fmt: skip
