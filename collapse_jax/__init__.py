@@ -91,6 +91,8 @@ from .models import get_model as get_model
 from .models import register as register
 from .models.embedding import embedding_metrics as embedding_metrics
 from .models.embedding import embedding_spectrum_report as embedding_spectrum_report
+from .models.embedding import embedding_sweep as embedding_sweep
+from .models.embedding import fitted_rates as fitted_rates
 from .models.projection import BRANCHES as BRANCHES
 from .models.projection import bias_sectors as bias_sectors
 from .models.projection import classify_starts as classify_starts
@@ -100,6 +102,7 @@ from .models.projection import omega_max_eigenvalue as omega_max_eigenvalue
 from .models.projection import projection_fixed_point as projection_fixed_point
 from .models.projection import projection_metrics as projection_metrics
 from .models.projection import projection_spectrum_report as projection_spectrum_report
+from .models.projection import projection_sweep as projection_sweep
 from .models.teacher_student import binary_accuracy_scale_free as binary_accuracy_scale_free
 from .models.teacher_student import teacher_student_metrics as teacher_student_metrics
 from .plots import teacher_student_figure as teacher_student_figure

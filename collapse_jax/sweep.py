@@ -1,7 +1,8 @@
 """Sweeps over frustration ratios x seeds: ``jit(vmap(single))``, sharded over every device.
 
-One member is written once ([`embedding_member`][collapse_jax.sweep.embedding_member]); the sweep
-flattens the `frustration x seed` grid into one axis, pads it to a multiple of the device count,
+One member is written once (e.g.
+[`embedding_member`][collapse_jax.models.embedding.embedding_member]); the sweep flattens the
+`frustration x seed` grid into one axis, pads it to a multiple of the device count,
 lays it out over a one-axis `jax.sharding.Mesh` (``"sweep"``) and runs ``jit(vmap(member))``. Across
 hosts, call [`initialize_distributed`][collapse_jax.sweep.initialize_distributed] (a thin wrapper of
 ``jax.distributed.initialize``) first on every process: the mesh then spans every device of every
@@ -18,46 +19,29 @@ import json
 import math
 import os
 import time
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._deprecated import moved
 from .data import (
-    ShareRule,
     frustration_data,
-    init_embedding_state,
-    init_projection_state,
     shared_from_frustration,
 )
-from .exact import exact_min_l2, exact_solution, lambda_pm
-from .fields import vector_field
-from .integrate import log_times, simulate
-from .losses import embedding_loss
-from .metrics import fit_fast_rate, fit_slow_rate, min_l2
-from .models.embedding import embedding_metrics
-from .models.projection import projection_metrics
-from .projection import Path, simulate_projection
 
 __all__ = [
     "SweepResult",
-    "embedding_member",
-    "embedding_sweep",
-    "projection_member",
-    "projection_sweep",
     "initialize_distributed",
     "save_sweep",
     "load_sweep",
     "collapse_time",
     "sweep_mesh",
+    "frustration_sweep",
     "run_grid",
-    "fitted_rates",
     "environment",
 ]
-
-Method = Literal["exact", "integrate"]
 
 
 class SweepResult(NamedTuple):
@@ -115,51 +99,6 @@ def sweep_mesh(devices=None) -> Mesh:
     """A one-axis mesh ``("sweep",)`` over ``devices`` (default: every device of every host)."""
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(devices), ("sweep",))
-
-
-def embedding_member(
-    data, key, *, dim: int, ts, method: Method = "exact", full_metrics: bool = True, **solve_kw
-):
-    """One sweep member of the embedding model: metrics at ``ts`` from the default start.
-
-    ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
-    [`simulate`][collapse_jax.integrate.simulate] with ``solve_kw`` (and ``throw=False``). With
-    ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
-    no state is formed) and accuracy and loss are NaN.
-    """
-    z0 = init_embedding_state(key, data.n_samples, data.n_classes, dim)
-    if method == "exact" and not full_metrics:
-        ml = exact_min_l2(z0, data, ts)
-        nan = jnp.full_like(ml, jnp.nan)
-        return {
-            "min_l2": ml,
-            "accuracy": nan,
-            "accuracy_all": nan,
-            "loss": nan,
-            "result": jnp.zeros((), jnp.int32),
-            "steps": jnp.zeros((), jnp.int32),
-        }
-    if method == "exact":
-        ys = exact_solution(z0, data, ts)
-        ml = exact_min_l2(z0, data, ts)
-        result = steps = jnp.zeros((), jnp.int32)
-    elif method == "integrate":
-        sol = simulate(vector_field(embedding_loss), z0, data.matrix(), ts=ts, **solve_kw)
-        ys = sol.ys
-        ml = jax.vmap(min_l2)(ys.y)
-        result = sol.result._value.astype(jnp.int32)
-        steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
-    else:
-        raise ValueError(f"method must be 'exact' or 'integrate', got {method!r}")
-    m = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
-    return {
-        "min_l2": ml,
-        "accuracy": m["accuracy"],
-        "accuracy_all": m["accuracy_all"],
-        "loss": m["loss"],
-        "result": result,
-        "steps": steps,
-    }
 
 
 def _global_array(host: np.ndarray, sharding: NamedSharding):
@@ -249,10 +188,18 @@ def _grid(frustration, seeds, n_classes, per_class, rule, max_shared):
     return phis, seeds, data, max_shared, keys
 
 
-def _grid_sweep(
+def frustration_sweep(
     member, frustration, seeds, ts, *, n_classes, per_class, rule, max_shared, devices, metadata
 ) -> SweepResult:
-    """Run ``member(data, key)`` over the grid in one sharded ``jit(vmap)`` call."""
+    """Run ``member(data, key)`` over a `frustration x seed` grid in one sharded ``jit(vmap)``.
+
+    ``member`` returns ``min_l2``, ``accuracy``, ``accuracy_all``, ``loss`` (each `(T,)` at
+    ``ts``), ``result`` and ``steps``; the data of each ratio come from
+    [`frustration_data`][collapse_jax.data.frustration_data] (``rule``, ``max_shared``: default
+    the most any ratio needs) and the key of each seed is ``PRNGKey(seed)``. Any model's sweep
+    is this call with its member (e.g.
+    [`embedding_sweep`][collapse_jax.models.embedding.embedding_sweep]).
+    """
     phis, seeds, data, max_shared, keys = _grid(
         frustration, seeds, n_classes, per_class, rule, max_shared
     )
@@ -285,184 +232,6 @@ def _grid_sweep(
         loss=grid["loss"],
         result=grid["result"],
         steps=grid["steps"],
-        metadata=metadata,
-    )
-
-
-def embedding_sweep(
-    frustration,
-    seeds,
-    *,
-    n_classes: int = 3,
-    per_class: int = 10,
-    dim: int = 4,
-    ts=None,
-    method: Method = "exact",
-    rule: ShareRule = "round",
-    max_shared: int | None = None,
-    devices=None,
-    full_metrics: bool = True,
-    **solve_kw,
-) -> SweepResult:
-    """Sweep the embedding model over frustration ratios x seeds in one ``jit(vmap)`` call.
-
-    Args:
-        frustration: ratios `phi` in `[0, 1)`.
-        seeds: integer seeds (or a count ``int``: seeds ``0 .. count-1``).
-        ts: save times (default 100 log-spaced in `[1e-2, 1e3]`).
-        method: ``"exact"`` (sector fast path) or ``"integrate"`` (diffrax, ``solve_kw``).
-        rule: how ratios become shared rows
-            ([`frustration_data`][collapse_jax.data.frustration_data]).
-        max_shared: the fixed number of shared rows
-            ([`frustration_data`][collapse_jax.data.frustration_data]); default: the most any
-            ratio needs.
-        devices: devices of the sweep mesh (default all).
-        full_metrics: see [`embedding_member`][collapse_jax.sweep.embedding_member].
-    """
-    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
-
-    def member(d, k):
-        return embedding_member(
-            d, k, dim=dim, ts=ts, method=method, full_metrics=full_metrics, **solve_kw
-        )
-
-    metadata = {
-        "model": "embedding",
-        "method": method,
-        "full_metrics": full_metrics,
-        "dim": dim,
-        "solve_kw": {k: repr(v) for k, v in solve_kw.items()},
-    }
-    return _grid_sweep(
-        member,
-        frustration,
-        seeds,
-        ts,
-        n_classes=n_classes,
-        per_class=per_class,
-        rule=rule,
-        max_shared=max_shared,
-        devices=devices,
-        metadata=metadata,
-    )
-
-
-#: Default tolerances of projection sweeps: MinL2(t) to about 1e-7 relative while it is
-#: above ~1e-6 of its start (errors are controlled against the O(1) labels).
-PROJECTION_SWEEP_RTOL = 1e-8
-PROJECTION_SWEEP_ATOL = 1e-11
-
-
-def projection_member(
-    data,
-    key,
-    *,
-    dim: int,
-    ts,
-    stop_gradient: bool,
-    path: Path = "reduced",
-    rtol: float = PROJECTION_SWEEP_RTOL,
-    atol: float = PROJECTION_SWEEP_ATOL,
-    max_steps: int = 200_000,
-    solver=None,
-    progress_meter=None,
-):
-    """One sweep member of the projection model (docs/theory.md §3): metrics at ``ts``.
-
-    Integrates [`simulate_projection`][collapse_jax.projection.simulate_projection] (the reduced
-    path by default, lifted to every sample, so accuracy and loss are those of the full state) from
-    the default start [`init_projection_state`][collapse_jax.data.init_projection_state] with
-    ``throw=False``.
-    """
-    z0 = init_projection_state(key, data.n_samples, data.n_classes, dim)
-    run = simulate_projection(
-        data,
-        z0,
-        stop_gradient=stop_gradient,
-        path=path,
-        ts=ts,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        solver=solver,
-        progress_meter=progress_meter,
-    )
-    m = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
-    return {
-        "min_l2": jax.vmap(min_l2)(run.states.y),
-        "accuracy": m["accuracy"],
-        "accuracy_all": m["accuracy_all"],
-        "loss": m["loss"],
-        "result": run.result._value.astype(jnp.int32),
-        "steps": jnp.asarray(run.steps, jnp.int32),
-    }
-
-
-def projection_sweep(
-    frustration,
-    seeds,
-    *,
-    stop_gradient: bool,
-    n_classes: int = 3,
-    per_class: int = 10,
-    dim: int = 4,
-    ts=None,
-    rule: ShareRule = "round",
-    max_shared: int | None = None,
-    devices=None,
-    path: Path = "reduced",
-    rtol: float = PROJECTION_SWEEP_RTOL,
-    atol: float = PROJECTION_SWEEP_ATOL,
-    max_steps: int = 200_000,
-    solver=None,
-    progress_meter=None,
-) -> SweepResult:
-    """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
-
-    Same grid, sharding, result type and file format as
-    [`embedding_sweep`][collapse_jax.sweep.embedding_sweep]; each member is
-    [`projection_member`][collapse_jax.sweep.projection_member] (reduced path by default: its cost
-    does not grow with ``per_class``). Run it twice (``stop_gradient=False/True``) for the phase
-    diagram of [`phase_diagram_figure`][collapse_jax.plots.phase_diagram_figure]. ``progress_meter``
-    (e.g. ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax reduces
-    over the ``vmap``).
-    """
-    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
-
-    def member(d, k):
-        return projection_member(
-            d,
-            k,
-            dim=dim,
-            ts=ts,
-            stop_gradient=stop_gradient,
-            path=path,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-            solver=solver,
-            progress_meter=progress_meter,
-        )
-
-    metadata = {
-        "model": "projection",
-        "stop_gradient": bool(stop_gradient),
-        "method": f"{path}-path",
-        "dim": dim,
-        "rtol": rtol,
-        "atol": atol,
-        "solver": "default" if solver is None else type(solver).__name__,
-    }
-    return _grid_sweep(
-        member,
-        frustration,
-        seeds,
-        ts,
-        n_classes=n_classes,
-        per_class=per_class,
-        rule=rule,
-        max_shared=max_shared,
-        devices=devices,
         metadata=metadata,
     )
 
@@ -524,19 +293,15 @@ def collapse_time(ts, min_l2, fraction: float = 1e-2) -> np.ndarray:
     return np.where(below.any(axis=-1), ts[idx], np.nan)
 
 
-def fitted_rates(result: SweepResult) -> dict[str, np.ndarray]:
-    """Per-member slow and fast rates of MinL2(t) and their predictions `lambda_pm`."""
-    F, S = result.result.shape
-    slow = np.full((F, S), np.nan)
-    fast = np.full((F, S), np.nan)
-    for i in range(F):
-        for j in range(S):
-            slow[i, j] = fit_slow_rate(result.t, result.min_l2[i, j])
-            fast[i, j] = fit_fast_rate(result.t, result.min_l2[i, j], slow[i, j])
-    lp, lm = lambda_pm(float(result.metadata["per_class"]), jnp.asarray(result.shared))
-    return {
-        "slow_rate_fit": slow,
-        "fast_rate_fit": fast,
-        "slow_rate_predicted": np.asarray(lp),
-        "fast_rate_predicted": np.asarray(lm),
-    }
+__getattr__ = moved(
+    __name__,
+    {
+        **{name: "collapse_jax.models.embedding" for name in (
+            "embedding_member", "embedding_sweep", "fitted_rates",
+        )},
+        **{name: "collapse_jax.models.projection" for name in (
+            "projection_member", "projection_sweep", "PROJECTION_SWEEP_RTOL",
+            "PROJECTION_SWEEP_ATOL",
+        )},
+    },
+)  # fmt: skip

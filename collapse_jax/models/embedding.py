@@ -10,15 +10,29 @@ Registry row ``mse`` of [`collapse_jax.models`][collapse_jax.models]. The state 
 
 from __future__ import annotations
 
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Float
-from ..data import StandardData
-from ..exact import sector_eigenvalues
-from ..metrics import min_l2, nearest_label_accuracy
+from ..data import ShareRule, StandardData, init_embedding_state
+from ..exact import exact_min_l2, exact_solution, lambda_pm, sector_eigenvalues
+from ..fields import vector_field
+from ..integrate import log_times, simulate
+from ..losses import embedding_loss
+from ..metrics import fit_fast_rate, fit_slow_rate, min_l2, nearest_label_accuracy
 from ..spectral import asymmetry_norm, eigenvalues, is_symmetric, jacobian, sector_spectra
+from ..sweep import SweepResult, frustration_sweep
 
-__all__ = ["embedding_metrics", "embedding_spectrum_report"]
+__all__ = [
+    "embedding_metrics",
+    "embedding_spectrum_report",
+    "embedding_member",
+    "embedding_sweep",
+    "fitted_rates",
+]
 
 
 def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
@@ -73,4 +87,128 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
         "symmetric": is_symmetric(J),
         "asymmetry_norm": asymmetry_norm(J),
         "sector_leakage": leak,
+    }
+
+
+Method = Literal["exact", "integrate"]  # the two paths of an embedding sweep member
+
+
+def embedding_member(
+    data, key, *, dim: int, ts, method: Method = "exact", full_metrics: bool = True, **solve_kw
+):
+    """One sweep member of the embedding model: metrics at ``ts`` from the default start.
+
+    ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
+    [`simulate`][collapse_jax.integrate.simulate] with ``solve_kw`` (and ``throw=False``). With
+    ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
+    no state is formed) and accuracy and loss are NaN.
+    """
+    z0 = init_embedding_state(key, data.n_samples, data.n_classes, dim)
+    if method == "exact" and not full_metrics:
+        ml = exact_min_l2(z0, data, ts)
+        nan = jnp.full_like(ml, jnp.nan)
+        return {
+            "min_l2": ml,
+            "accuracy": nan,
+            "accuracy_all": nan,
+            "loss": nan,
+            "result": jnp.zeros((), jnp.int32),
+            "steps": jnp.zeros((), jnp.int32),
+        }
+    if method == "exact":
+        ys = exact_solution(z0, data, ts)
+        ml = exact_min_l2(z0, data, ts)
+        result = steps = jnp.zeros((), jnp.int32)
+    elif method == "integrate":
+        sol = simulate(vector_field(embedding_loss), z0, data.matrix(), ts=ts, **solve_kw)
+        ys = sol.ys
+        ml = jax.vmap(min_l2)(ys.y)
+        result = sol.result._value.astype(jnp.int32)
+        steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
+    else:
+        raise ValueError(f"method must be 'exact' or 'integrate', got {method!r}")
+    m = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+    return {
+        "min_l2": ml,
+        "accuracy": m["accuracy"],
+        "accuracy_all": m["accuracy_all"],
+        "loss": m["loss"],
+        "result": result,
+        "steps": steps,
+    }
+
+
+def embedding_sweep(
+    frustration,
+    seeds,
+    *,
+    n_classes: int = 3,
+    per_class: int = 10,
+    dim: int = 4,
+    ts=None,
+    method: Method = "exact",
+    rule: ShareRule = "round",
+    max_shared: int | None = None,
+    devices=None,
+    full_metrics: bool = True,
+    **solve_kw,
+) -> SweepResult:
+    """Sweep the embedding model over frustration ratios x seeds in one ``jit(vmap)`` call.
+
+    Args:
+        frustration: ratios `phi` in `[0, 1)`.
+        seeds: integer seeds (or a count ``int``: seeds ``0 .. count-1``).
+        ts: save times (default 100 log-spaced in `[1e-2, 1e3]`).
+        method: ``"exact"`` (sector fast path) or ``"integrate"`` (diffrax, ``solve_kw``).
+        rule: how ratios become shared rows
+            ([`frustration_data`][collapse_jax.data.frustration_data]).
+        max_shared: the fixed number of shared rows
+            ([`frustration_data`][collapse_jax.data.frustration_data]); default: the most any
+            ratio needs.
+        devices: devices of the sweep mesh (default all).
+        full_metrics: see [`embedding_member`][collapse_jax.models.embedding.embedding_member].
+    """
+    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
+
+    def member(d, k):
+        return embedding_member(
+            d, k, dim=dim, ts=ts, method=method, full_metrics=full_metrics, **solve_kw
+        )
+
+    metadata = {
+        "model": "embedding",
+        "method": method,
+        "full_metrics": full_metrics,
+        "dim": dim,
+        "solve_kw": {k: repr(v) for k, v in solve_kw.items()},
+    }
+    return frustration_sweep(
+        member,
+        frustration,
+        seeds,
+        ts,
+        n_classes=n_classes,
+        per_class=per_class,
+        rule=rule,
+        max_shared=max_shared,
+        devices=devices,
+        metadata=metadata,
+    )
+
+
+def fitted_rates(result: SweepResult) -> dict[str, np.ndarray]:
+    """Per-member slow and fast rates of MinL2(t) and their predictions `lambda_pm`."""
+    F, S = result.result.shape
+    slow = np.full((F, S), np.nan)
+    fast = np.full((F, S), np.nan)
+    for i in range(F):
+        for j in range(S):
+            slow[i, j] = fit_slow_rate(result.t, result.min_l2[i, j])
+            fast[i, j] = fit_fast_rate(result.t, result.min_l2[i, j], slow[i, j])
+    lp, lm = lambda_pm(float(result.metadata["per_class"]), jnp.asarray(result.shared))
+    return {
+        "slow_rate_fit": slow,
+        "fast_rate_fit": fast,
+        "slow_rate_predicted": np.asarray(lp),
+        "fast_rate_predicted": np.asarray(lm),
     }

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Float
-from ..data import StandardData
-from ..integrate import result_name
+from ..data import ShareRule, StandardData, init_projection_state
+from ..integrate import log_times, result_name
 from ..metrics import min_l2, nearest_label_accuracy
+from ..projection import Path, simulate_projection
 from ..projection import stop_gradient_zero_modes as stop_gradient_zero_modes
 from ..spectral import (
     asymmetry_norm,
@@ -32,6 +33,7 @@ from ..spectral import (
     jacobian,
 )
 from ..steady import find_steady_state
+from ..sweep import SweepResult, frustration_sweep
 
 __all__ = [
     "projection_metrics",
@@ -45,6 +47,10 @@ __all__ = [
     "BRANCHES",
     "projection_fixed_point",
     "classify_starts",
+    "PROJECTION_SWEEP_RTOL",
+    "PROJECTION_SWEEP_ATOL",
+    "projection_member",
+    "projection_sweep",
 ]
 
 
@@ -413,3 +419,126 @@ def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwar
         "fractions": {b: c / total for b, c in counts.items()},
         "runs": runs,
     }
+
+
+#: Default tolerances of projection sweeps: MinL2(t) to about 1e-7 relative while it is
+#: above ~1e-6 of its start (errors are controlled against the O(1) labels).
+PROJECTION_SWEEP_RTOL = 1e-8
+
+
+PROJECTION_SWEEP_ATOL = 1e-11
+
+
+def projection_member(
+    data,
+    key,
+    *,
+    dim: int,
+    ts,
+    stop_gradient: bool,
+    path: Path = "reduced",
+    rtol: float = PROJECTION_SWEEP_RTOL,
+    atol: float = PROJECTION_SWEEP_ATOL,
+    max_steps: int = 200_000,
+    solver=None,
+    progress_meter=None,
+):
+    """One sweep member of the projection model (docs/theory.md §3): metrics at ``ts``.
+
+    Integrates [`simulate_projection`][collapse_jax.projection.simulate_projection] (the reduced
+    path by default, lifted to every sample, so accuracy and loss are those of the full state) from
+    the default start [`init_projection_state`][collapse_jax.data.init_projection_state] with
+    ``throw=False``.
+    """
+    z0 = init_projection_state(key, data.n_samples, data.n_classes, dim)
+    run = simulate_projection(
+        data,
+        z0,
+        stop_gradient=stop_gradient,
+        path=path,
+        ts=ts,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=solver,
+        progress_meter=progress_meter,
+    )
+    m = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
+    return {
+        "min_l2": jax.vmap(min_l2)(run.states.y),
+        "accuracy": m["accuracy"],
+        "accuracy_all": m["accuracy_all"],
+        "loss": m["loss"],
+        "result": run.result._value.astype(jnp.int32),
+        "steps": jnp.asarray(run.steps, jnp.int32),
+    }
+
+
+def projection_sweep(
+    frustration,
+    seeds,
+    *,
+    stop_gradient: bool,
+    n_classes: int = 3,
+    per_class: int = 10,
+    dim: int = 4,
+    ts=None,
+    rule: ShareRule = "round",
+    max_shared: int | None = None,
+    devices=None,
+    path: Path = "reduced",
+    rtol: float = PROJECTION_SWEEP_RTOL,
+    atol: float = PROJECTION_SWEEP_ATOL,
+    max_steps: int = 200_000,
+    solver=None,
+    progress_meter=None,
+) -> SweepResult:
+    """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
+
+    Same grid, sharding, result type and file format as
+    [`embedding_sweep`][collapse_jax.models.embedding.embedding_sweep]; each member is
+    [`projection_member`][collapse_jax.models.projection.projection_member] (reduced path by
+    default: its cost does not grow with ``per_class``). Run it twice
+    (``stop_gradient=False/True``) for the phase diagram of
+    [`phase_diagram_figure`][collapse_jax.plots.phase_diagram_figure]. ``progress_meter`` (e.g.
+    ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax reduces
+    over the ``vmap``).
+    """
+    ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
+
+    def member(d, k):
+        return projection_member(
+            d,
+            k,
+            dim=dim,
+            ts=ts,
+            stop_gradient=stop_gradient,
+            path=path,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            solver=solver,
+            progress_meter=progress_meter,
+        )
+
+    metadata = {
+        "model": "projection",
+        "stop_gradient": bool(stop_gradient),
+        "method": f"{path}-path",
+        "dim": dim,
+        "rtol": rtol,
+        "atol": atol,
+        "solver": "default" if solver is None else type(solver).__name__,
+    }
+    return frustration_sweep(
+        member,
+        frustration,
+        seeds,
+        ts,
+        n_classes=n_classes,
+        per_class=per_class,
+        rule=rule,
+        max_shared=max_shared,
+        devices=devices,
+        metadata=metadata,
+    )

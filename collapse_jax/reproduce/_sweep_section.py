@@ -20,6 +20,7 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     from .. import frustration_data, init_embedding_state, log_times
     from .. import sweep as sweep_mod
     from ..metrics import fit_slow_rate
+    from ..models.embedding import embedding_sweep, fitted_rates
     from ..plots import save_figure, sweep_figure
 
     S = "sweep"
@@ -28,8 +29,8 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     ts = log_times(cfg.t_min, cfg.t1, cfg.points)
     t = np.asarray(ts)
     log(f"  embedding sweep: {phis.size} ratios x {cfg.sweep_seeds} seeds (exact path) ...")
-    res = sweep_mod.embedding_sweep(phis, cfg.sweep_seeds, n_classes=K, per_class=n, dim=d, ts=ts)
-    rates = sweep_mod.fitted_rates(res)
+    res = embedding_sweep(phis, cfg.sweep_seeds, n_classes=K, per_class=n, dim=d, ts=ts)
+    rates = fitted_rates(res)
     sweep_mod.save_sweep(res, out / "sweep_embedding.npz")
     # (a) the exact-path members against scipy.linalg.expm of the Hessian built from A
     picks = np.unique(np.linspace(0, phis.size - 1, max(1, cfg.sweep_expm_members)).astype(int))
@@ -52,7 +53,7 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         # the slow fit's floor (1e-8 of its maximum), and the explicit steps cost time
         ts_i = ts[ts <= 300.0] if float(ts[-1]) > 300.0 else ts
         t_i = np.asarray(ts_i)
-        res_i = sweep_mod.embedding_sweep(phis_i, 2, n_classes=K, per_class=n, dim=d, ts=ts_i,
+        res_i = embedding_sweep(phis_i, 2, n_classes=K, per_class=n, dim=d, ts=ts_i,
                                           method="integrate", solver=diffrax.Tsit5())  # fmt: skip
         ml_i = np.asarray(res_i.min_l2)
         lam_i = np.array([_closed_lambda(n, m) for m in res_i.shared])
@@ -211,7 +212,9 @@ def _projection_sweep_or_note(cfg: ReproduceConfig, out: Path, log, sweep_mod) -
     if not cfg.projection_sweep:
         note = "- **Projection-model sweep**: not run (switched off in this configuration)."
         return Section("sweep", [note], [], [], None)
-    if hasattr(sweep_mod, "projection_sweep"):
+    from ..models import projection as projection_model
+
+    if hasattr(projection_model, "projection_sweep"):
         return _projection_sweep(cfg, out, log, sweep_mod)
     log("  projection sweep skipped: collapse_jax.sweep has no projection_sweep")
     note = (
@@ -229,6 +232,7 @@ def _k_of_n(k: int, n: int, fraction: float) -> str:
 
 def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:
     from .. import log_times
+    from ..models import projection as projection_model
 
     S = "sweep"
     K, n, d = cfg.classes, cfg.projection_sweep_per_class, cfg.dim
@@ -241,7 +245,7 @@ def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Sectio
             f"  projection sweep, stop_gradient={sg}: {phis.size} ratios x "
             f"{cfg.projection_sweep_seeds} seeds ..."
         )
-        runs[sg] = sweep_mod.projection_sweep(
+        runs[sg] = projection_model.projection_sweep(
             phis,
             cfg.projection_sweep_seeds,
             stop_gradient=sg,
