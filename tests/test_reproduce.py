@@ -23,7 +23,8 @@ import scipy.linalg
 import collapse_jax as cj
 from collapse_jax import reproduce as rp
 from collapse_jax.cli import main
-from collapse_jax.sweep import fitted_rates, load_sweep
+from collapse_jax.models.embedding import fitted_rates
+from collapse_jax.sweep import load_sweep
 
 SMALL = rp.ReproduceConfig(
     sweep_frustration=(0.0, 0.3, 4),

@@ -95,7 +95,8 @@ def run(args, progress):
     from ..fields import vector_field
     from ..integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
     from ..losses import embedding_loss
-    from ..metrics import embedding_metrics, fit_slow_rate
+    from ..metrics import fit_slow_rate
+    from ..models.embedding import embedding_metrics
 
     check(args)
     data, state = _setup(args)
@@ -159,7 +160,8 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
     import jax
 
     from ..integrate import default_solver
-    from ..metrics import fit_slow_rate, projection_metrics
+    from ..metrics import fit_slow_rate
+    from ..models.projection import projection_metrics
     from ..projection import simulate_projection
 
     solver = {

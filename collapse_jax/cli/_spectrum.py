@@ -21,7 +21,8 @@ def add_parser(sub):
 def run(args, progress):
     from ..fields import vector_field
     from ..losses import embedding_loss, projection_loss
-    from ..spectral import embedding_spectrum_report, steady_state_spectrum_report
+    from ..models.embedding import embedding_spectrum_report
+    from ..models.projection import steady_state_spectrum_report
 
     _fixed_point.check(args)
     if args.model == "projection":

@@ -81,8 +81,10 @@ def _summary(result):
 
 def run(args, progress):
     from ..integrate import log_times
+    from ..models.embedding import embedding_sweep, fitted_rates
+    from ..models.projection import projection_sweep
     from ..plots import phase_diagram_figure, save_figure, sweep_figure
-    from ..sweep import embedding_sweep, fitted_rates, projection_sweep, save_sweep
+    from ..sweep import save_sweep
 
     _check_model(args)
     _check_t_min(args)
