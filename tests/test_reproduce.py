@@ -181,16 +181,6 @@ def test_small_run_notes_the_projection_sweep_switched_off(small_run):
     assert nb["sections"]["sweep"]["projection"] is None
 
 
-def test_projection_sweep_is_skipped_with_a_note_where_it_does_not_exist(tmp_path, monkeypatch):
-    from collapse_jax import sweep as sweep_mod
-
-    monkeypatch.delattr(sweep_mod, "projection_sweep", raising=False)
-    cfg = SMALL._replace(projection_sweep=True)
-    section = rp._projection_sweep_or_note(cfg, tmp_path, lambda msg: None, sweep_mod)
-    assert section.figures == [] and section.checks == [] and section.numbers is None
-    assert "skipped" in section.body[0] and "projection_sweep" in section.body[0]
-
-
 def test_small_run_rates_against_independent_references(small_run):
     _, _, nb = small_run
     e = nb["sections"]["embedding"]

@@ -208,21 +208,11 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
 
 
 def _projection_sweep_or_note(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:
-    """The projection-model sweep where ``sweep_mod`` has ``projection_sweep``, else a note."""
+    """The projection-model sweep, or a note where the configuration switches it off."""
     if not cfg.projection_sweep:
         note = "- **Projection-model sweep**: not run (switched off in this configuration)."
         return Section("sweep", [note], [], [], None)
-    from ..models import projection as projection_model
-
-    if hasattr(projection_model, "projection_sweep"):
-        return _projection_sweep(cfg, out, log, sweep_mod)
-    log("  projection sweep skipped: collapse_jax.sweep has no projection_sweep")
-    note = (
-        "- **Projection-model sweep: skipped.** This version of `collapse_jax.sweep` has no "
-        "`projection_sweep`; the frustration sweep with and without stop-gradient appears "
-        "here once it does."
-    )
-    return Section("sweep", [note], [], [], None)
+    return _projection_sweep(cfg, out, log, sweep_mod)
 
 
 def _k_of_n(k: int, n: int, fraction: float) -> str:
