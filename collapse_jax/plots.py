@@ -20,15 +20,6 @@ __all__ = [
 ]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(8, 5), **subplots_kw):
     """A ``matplotlib.figure.Figure`` and its axes, outside pyplot's global state.
 

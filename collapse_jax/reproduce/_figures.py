@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -11,18 +10,6 @@ from ..data import shared_from_frustration
 from ._references import _closed_lambda
 
 _TIME_LABEL = "time t (gradient-flow time, dimensionless)"
-
-
-def _pyplot():
-    from ..plots import _pyplot as pyplot
-
-    return pyplot()
-
-
-def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return str(path)
 
 
 def _fig_timescales(nb: dict):

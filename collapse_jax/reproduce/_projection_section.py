@@ -14,7 +14,7 @@ from ._config import ReproduceConfig
 from ._figures import _fig_projection_dynamics, _fig_projection_fixed_points
 from ._references import (
     _collapsed_tangent,
-    _np_label_separation,
+    _np_min_l2,
     _np_omega,
     _np_projection_field,
     _scipy_projection_path,
@@ -168,12 +168,12 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
             float(np.sqrt(sum(np.sum(f**2) for f in _np_projection_field(xm, ym, Wm, A, sg))))
             for sg in (False, True)
         )
-        manifold.append(max(res / (1.0 + np.linalg.norm(Wm)), _np_label_separation(ym)))
+        manifold.append(max(res / (1.0 + np.linalg.norm(Wm)), float(_np_min_l2(ym))))
     manifold_err = float(max(manifold))
     # --- P2: separation kept (labels measured directly) and the point is a zero of the
     # stop-gradient field written out in numpy; W on the label span from the y's directly
     xs, ys, Ws = states["stop_gradient"]
-    sep_ratio = _np_label_separation(ys) / _np_label_separation(np.asarray(z.y))
+    sep_ratio = float(_np_min_l2(ys)) / float(_np_min_l2(np.asarray(z.y)))
     sg_res = float(np.sqrt(sum(np.sum(f**2) for f in _np_projection_field(xs, ys, Ws, A, True))))
     Y = ys.T  # d x K; W Y = Y R on an invariant span: R = pinv(Y) W Y (K x K)
     span_ev = np.linalg.eigvals(np.linalg.pinv(Y) @ Ws @ Y)
@@ -183,7 +183,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     span_err = float(max(np.max(np.abs(span_num - span_pred)), np.max(np.abs(span_ev.imag))))
     omega_traj = max(float(traj[False]["omega_max"].max()), float(traj[True]["omega_max"].max()))
     scipy_err = max((r["max_rel_error"] for r in scipy_ref.values()), default=float("nan"))
-    sep0_start = _np_label_separation(np.asarray(z.y))
+    sep0_start = float(_np_min_l2(np.asarray(z.y)))
     checks = [
         _outcome(
             S,
@@ -196,7 +196,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         _num(
             S,
             "P1: MinL2 at the conservative fixed point (M > 0)",
-            _np_label_separation(yc),
+            float(_np_min_l2(yc)),
             0.0,
             1e-8,
             "abs",
@@ -282,7 +282,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         _num(
             S,
             "P1 (M = 0): conservative fixed point keeps MinL2 >= 1e-3 (no collapse)",
-            _np_label_separation(y0f),
+            float(_np_min_l2(y0f)),
             1e-3,
             0.0,
             "bound_below",
@@ -440,7 +440,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "with a pseudo-inverse Newton and accepts a fixed point only after residual and "
         "Jacobian tests.",
         f"- **P1, without stop-gradient: complete collapse.** The conservative flow ends on "
-        f"the `{cons['branch']}` branch with MinL2 = {fmt_error(_np_label_separation(yc))} "
+        f"the `{cons['branch']}` branch with MinL2 = {fmt_error(float(_np_min_l2(yc)))} "
         f"(residual {fmt_error(cons['residual_norm'])}, t = {cons['t_reached']:.4g}). The "
         f"bound `spec Ω(W) ⊂ [0, n/(n+M)] = [0, {bound:.6g}]` holds for every `W`; along both "
         f"trajectories its maximum is {fmt_value(omega_traj)}. At the collapsed fixed point "
@@ -451,7 +451,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "With `M = 0` (the same start, its shared rows switched off) the bound is 1 and is "
         f"reached ({fmt_value(ev_0[-1])}, multiplicity {E1.shape[1]}) on the label bias "
         f"directions (rank {bias_rank}, angle sine {fmt_error(bias_sine)}): the conservative "
-        f"fixed point keeps MinL2 = {fmt_value(_np_label_separation(y0f))} (branch "
+        f"fixed point keeps MinL2 = {fmt_value(float(_np_min_l2(y0f)))} (branch "
         f"`{cons0['branch']}`).",
         "- **What is unique without stop-gradient.** The collapsed fixed point is unique up to "
         "a set of them: all `x_i = y_c = u` with `W u = u` (`L_P = 0` there), of dimension "
@@ -461,7 +461,7 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         f"fixed points with MinL2 = 0 (max residual {fmt_error(manifold_err)}). What is "
         "unique is the geometry: every label and embedding at one point.",
         f"- **P2, with stop-gradient: separation survives.** The stop-gradient flow ends on "
-        f"the `{sgfp['branch']}` branch with MinL2 = {fmt_value(_np_label_separation(ys))} "
+        f"the `{sgfp['branch']}` branch with MinL2 = {fmt_value(float(_np_min_l2(ys)))} "
         f"({sep_ratio:.3g} of its start), a zero of the numpy-coded stop-gradient field to "
         f"{fmt_error(sg_res)}; `|eig W|` = "
         f"{np.array2string(np.asarray(sgfp['w_eigenvalues_abs']), precision=6)}, and `W` on "

@@ -67,13 +67,6 @@ def _np_projection_field(x, y, W, A, stop_gradient: bool):
     return dx, dy, dW
 
 
-def _np_label_separation(y) -> float:
-    """MinL2 of one label matrix `y` (`K x d`), numpy: the smallest pairwise distance."""
-    y = np.asarray(y, dtype=np.float64)
-    dist = np.linalg.norm(y[:, None, :] - y[None, :, :], axis=-1)
-    return float(np.min(dist[~np.eye(len(y), dtype=bool)]))
-
-
 def _np_omega(W, n: float, M: float) -> np.ndarray:
     """`Omega(W)` in its projector form `n/(2(n+M)) [I I] Q Q^T [I; I]`, `Q` an orthonormal
     basis (QR) of the columns of `G = [I; W]`: no inverse of `I + W^T W` is formed."""
