@@ -4,7 +4,7 @@ import json
 import os
 import time
 
-from collapse_jax.sweep import environment
+from collapse_jax._sweep import environment
 
 
 def save_record(out: dict, path: str) -> str:

@@ -29,7 +29,7 @@ jax.config.update("jax_enable_x64", True)
 from _record import save_record  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
-from collapse_jax.models.embedding import embedding_sweep  # noqa: E402
+from collapse_jax._models.embedding import embedding_sweep  # noqa: E402
 
 K, N_PER, D = 5, 40, 8
 PHIS = np.linspace(0.0, 0.5, 64)

@@ -3,9 +3,9 @@
 docs/theory.md §6: "Never materialise the N x K x d pair tensor": every pair sum expands as
 `sum_ic A_ic |a_i - b_c|^2 = sum_i r_i |a_i|^2 - 2 sum_i a_i.(A b)_i + sum_c s_c |b_c|^2`, and
 ``jax.grad`` of that form costs `O(N d (d + K))`. This script times the jit'd ``jax.grad`` of
-the package's losses (:func:`collapse_jax.losses.embedding_loss`,
-:func:`collapse_jax.losses.projection_loss`, both built on the expanded
-:func:`collapse_jax.losses.pair_sum`) against the same losses written here with the pair
+the package's losses (:func:`collapse_jax._losses.embedding_loss`,
+:func:`collapse_jax._losses.projection_loss`, both built on the expanded
+:func:`collapse_jax._losses.pair_sum`) against the same losses written here with the pair
 tensor (as ``tests/test_reduced.py::full_loss``), on the standard data set (K=5, n = N/K clean
 samples per class, 10 shared), N from 1e2 to 1e5, d = 8 and 64. Gradients: the conservative
 one (both slots), and for the projection loss also the stop-gradient field's (held slot
@@ -34,7 +34,7 @@ jax.config.update("jax_enable_x64", True)
 from _record import save_record  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
-from collapse_jax.losses import embedding_loss, projection_loss  # noqa: E402
+from collapse_jax._losses import embedding_loss, projection_loss  # noqa: E402
 
 K, SHARED = 5, 10
 GRAD_RTOL = 1e-10

@@ -61,9 +61,9 @@ jax.config.update("jax_enable_x64", True)
 from _record import save_record  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
-from collapse_jax.imex import StageSolveKenCarp4, StageSolveKenCarp5  # noqa: E402
-from collapse_jax.projection import simulate_projection  # noqa: E402
-from collapse_jax.reduced import ReducedParams, reduce_state, reduced_field  # noqa: E402
+from collapse_jax._imex import StageSolveKenCarp4, StageSolveKenCarp5  # noqa: E402
+from collapse_jax._projection import simulate_projection  # noqa: E402
+from collapse_jax._reduced import ReducedParams, reduce_state, reduced_field  # noqa: E402
 
 K, N_PER, D, T1 = 5, 40, 8, 200.0
 RTOL, ATOL = 1e-6, 1e-9

@@ -66,9 +66,9 @@ def projection_field_reference(x, y, W, A, stop_gradient=False):
 
 
 def capture_figures(monkeypatch):
-    """Record every ``(figure, path)`` that goes through ``collapse_jax.plots.save_figure``
+    """Record every ``(figure, path)`` that goes through ``collapse_jax._plots.save_figure``
     (the file is still written), so a test can read back what a command plotted."""
-    import collapse_jax.plots as plots
+    import collapse_jax._plots as plots
 
     saved = []
     real = plots.save_figure

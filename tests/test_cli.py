@@ -8,8 +8,8 @@ import pytest
 from helpers import assert_axes_labelled, capture_figures, line_by_label
 
 import collapse_jax as cj
+from collapse_jax._sweep import load_sweep
 from collapse_jax.cli import main
-from collapse_jax.sweep import load_sweep
 
 
 def _run_json(capsys, *argv):
@@ -330,7 +330,7 @@ def test_sweep_projection_json_has_both_fields(capsys, tmp_path, monkeypatch):
 
 
 def test_projection_comparison_figure_plots_the_runs(tmp_path):
-    from collapse_jax.plots import plot_projection_comparison, save_figure
+    from collapse_jax._plots import plot_projection_comparison, save_figure
 
     ts = np.logspace(-2, 3, 50)
     ml = np.exp(-ts / 10)

@@ -12,9 +12,9 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import collapse_jax as cj
+from collapse_jax._dmft import solve_dmft
+from collapse_jax._reduced import reduce_state, reduced_params
 from collapse_jax.cli import main
-from collapse_jax.dmft import solve_dmft
-from collapse_jax.reduced import reduce_state, reduced_params
 
 K, N, M, D = 3, 9, 2, 4  # classes, samples per class, shared samples (weight 1), dimension
 

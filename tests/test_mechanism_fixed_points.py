@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax.comparison import (
+from collapse_jax._comparison import (
     fixed_point_analysis,
     mechanism_fixed_point,
     predicted_zero_modes,
 )
-from collapse_jax.mechanisms import MECHANISMS
-from collapse_jax.spectral import finite_difference_jacobian, jacobian
+from collapse_jax._mechanisms import MECHANISMS
+from collapse_jax._spectral import finite_difference_jacobian, jacobian
 
 FD_ZERO_TOL = 1e-5  # finite differences (h = 1e-6) resolve eigenvalues to ~1e-9 here
 

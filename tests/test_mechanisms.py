@@ -2,7 +2,7 @@
 vmap vs loop, the EMA closed form, and the comparison table's claims from numbers.
 
 References are numpy loops written here from the formulas of
-``collapse_jax/losses/mechanisms.py``; no package code enters them.
+``collapse_jax/_losses/mechanisms.py``; no package code enters them.
 """
 
 import os
@@ -20,8 +20,8 @@ from helpers import (
 )
 
 import collapse_jax as cj
-from collapse_jax.comparison import compare_mechanisms, mechanism_fixed_point
-from collapse_jax.mechanisms import MECHANISMS, ema_bias_matrix
+from collapse_jax._comparison import compare_mechanisms, mechanism_fixed_point
+from collapse_jax._mechanisms import MECHANISMS, ema_bias_matrix
 
 NAMES = sorted(MECHANISMS)
 TAU, TAU_EMA = 0.7, 2.5
@@ -230,7 +230,7 @@ def test_train_with_sgd_follows_the_flow():
     import diffrax
     import optax
 
-    from collapse_jax.comparison import train_mechanism
+    from collapse_jax._comparison import train_mechanism
 
     data = cj.standard_data(3, 3, 1)
     for name in ("ema", "infonce"):
@@ -390,7 +390,7 @@ def _synthetic_sweep(name, hyper, values, F=4, S=3, T=6, seed=0):
 
 
 def test_mechanism_figures_plot_the_sweep_numbers():
-    from collapse_jax.plots import mechanism_phase_figure, mechanism_summary_figure
+    from collapse_jax._plots import mechanism_phase_figure, mechanism_summary_figure
 
     ema = _synthetic_sweep("ema", "tau_ema", [0.5, 1.0, 4.0])
     fig = mechanism_phase_figure(ema)

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax.losses import pair_sum
-from collapse_jax.models import MODELS, Model, get_model, register
-from collapse_jax.spectral import finite_difference_jacobian, jacobian
-from collapse_jax.steady import find_steady_state
-from collapse_jax.sweep import run_grid
+from collapse_jax._losses import pair_sum
+from collapse_jax._models import MODELS, Model, get_model, register
+from collapse_jax._spectral import finite_difference_jacobian, jacobian
+from collapse_jax._steady import find_steady_state
+from collapse_jax._sweep import run_grid
 
 
 def _cross_correlation(A, x, y):
@@ -157,14 +157,3 @@ def test_sharded_sweep_matches_a_python_loop(model):
         for s in range(3):
             ref = np.asarray(one(d, jnp.asarray(keys[s]))["min_l2"])
             np.testing.assert_allclose(out["min_l2"][f, s], ref, rtol=1e-9)
-
-
-def test_old_import_paths_warn_and_return_the_same_object():
-    import collapse_jax.metrics
-    from collapse_jax.models.projection import projection_metrics
-
-    with pytest.warns(DeprecationWarning, match="collapse_jax.models.projection"):
-        old = collapse_jax.metrics.projection_metrics
-    assert old is projection_metrics is cj.projection_metrics
-    with pytest.raises(AttributeError):
-        collapse_jax.metrics.no_such_name  # noqa: B018

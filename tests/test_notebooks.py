@@ -22,9 +22,9 @@ FAST = {"01_minimal_model_and_sectors"}
 #: Public modules a notebook may import (documented in the README).
 PUBLIC = {
     "collapse_jax",
-    "collapse_jax.sweep",
-    "collapse_jax.plots",
-    "collapse_jax.teacher_student",
+    "collapse_jax._sweep",
+    "collapse_jax._plots",
+    "collapse_jax._teacher_student",
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax.reduced import (
+from collapse_jax._reduced import (
     ReducedParams,
     ReducedState,
     lift_state,

@@ -22,9 +22,9 @@ import scipy.linalg
 
 import collapse_jax as cj
 from collapse_jax import reproduce as rp
+from collapse_jax._models.embedding import fitted_rates
+from collapse_jax._sweep import load_sweep
 from collapse_jax.cli import main
-from collapse_jax.models.embedding import fitted_rates
-from collapse_jax.sweep import load_sweep
 
 SMALL = rp.ReproduceConfig(
     sweep_frustration=(0.0, 0.3, 4),
@@ -161,7 +161,7 @@ def test_small_run_figures_plot_their_data(small_run):
     # sweep figure: closed-form -lambda+ line and the integrated fits as markers
     res = load_sweep(out / "sweep_embedding.npz")
     s = nb["sections"]["sweep"]
-    fig = cj.plots.sweep_figure(res, fitted_rates(res), integrated=s["integrated"])
+    fig = cj.sweep_figure(res, fitted_rates(res), integrated=s["integrated"])
     ax = fig.axes[1]
     assert ax.get_xlabel() and ax.get_ylabel() and len(fig.axes) == 3
     closed = ax.get_lines()[0].get_xydata()

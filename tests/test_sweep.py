@@ -11,11 +11,11 @@ import pytest
 from helpers import assert_axes_labelled, line_by_label
 
 import collapse_jax as cj
+from collapse_jax._models.embedding import embedding_member, embedding_sweep, fitted_rates
+from collapse_jax._models.projection import projection_member, projection_sweep
+from collapse_jax._plots import phase_diagram_figure, save_figure
+from collapse_jax._sweep import collapse_time, load_sweep, save_sweep
 from collapse_jax.cli import main
-from collapse_jax.models.embedding import embedding_member, embedding_sweep, fitted_rates
-from collapse_jax.models.projection import projection_member, projection_sweep
-from collapse_jax.plots import phase_diagram_figure, save_figure
-from collapse_jax.sweep import collapse_time, load_sweep, save_sweep
 
 PHIS = np.linspace(0.0, 0.45, 16)
 TS = cj.log_times(1e-2, 300.0, 50)
@@ -75,7 +75,7 @@ def test_a_sweep_traces_its_member_once(monkeypatch):
     ``chex.assert_max_traces`` raises on a second trace of the member function."""
     import chex
 
-    from collapse_jax.models import embedding as sweep_mod
+    from collapse_jax._models import embedding as sweep_mod
 
     counted = chex.assert_max_traces(sweep_mod.embedding_member, n=1)
     monkeypatch.setattr(sweep_mod, "embedding_member", counted)
@@ -98,9 +98,9 @@ def test_results_file_loads_back_bit_identically(tmp_path):
 SHARD_SCRIPT = """
 import sys, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
-from collapse_jax.models.embedding import embedding_sweep
-from collapse_jax.models.projection import projection_sweep
-from collapse_jax.sweep import save_sweep
+from collapse_jax._models.embedding import embedding_sweep
+from collapse_jax._models.projection import projection_sweep
+from collapse_jax._sweep import save_sweep
 import collapse_jax as cj
 assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
 for method in ("exact", "integrate"):

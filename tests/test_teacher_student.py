@@ -14,12 +14,12 @@ import optax
 import pytest
 
 import collapse_jax as cj
-from collapse_jax.cli import main
-from collapse_jax.teacher_student import (
+from collapse_jax._teacher_student import (
     TeacherStudentConfig,
     run_teacher_student,
     teacher_student_member,
 )
+from collapse_jax.cli import main
 
 SMALL = dict(dim=12, n_samples=40)
 
@@ -334,8 +334,8 @@ def test_projection_with_and_without_stop_gradient_split(projection_runs):
 
 def test_scale_summary_on_a_rescaling_path():
     """A path that only rescales (z(t) = e^{-a t} z0): rates a, zero shape drift."""
+    from collapse_jax._teacher_student import scale_summary
     from collapse_jax._types import TeacherStudentState
-    from collapse_jax.teacher_student import scale_summary
 
     t = np.linspace(0.0, 100.0, 50)
     rng = np.random.default_rng(0)
@@ -357,7 +357,7 @@ def test_scale_summary_on_a_rescaling_path():
 
 
 def test_teacher_student_figure_data(tmp_path, plain_runs, projection_runs):
-    from collapse_jax.plots import save_figure, teacher_student_figure
+    from collapse_jax._plots import save_figure, teacher_student_figure
 
     plain, lams = [], []
     for i in (1, 2):  # f = 0.1, 0.2 of the shared default runs, as run dicts

@@ -239,7 +239,7 @@ def _setup(args, seed=None):
     """The standard data set and the start drawn from ``--seed`` (or ``seed``)."""
     import jax
 
-    from ..data import init_embedding_state, init_projection_state, standard_data
+    from .._data import init_embedding_state, init_projection_state, standard_data
 
     data = standard_data(args.classes, args.per_class, args.shared)
     init = init_projection_state if args.model == "projection" else init_embedding_state
@@ -267,7 +267,7 @@ def _progress_meter(progress):
 
 
 def result_name(result) -> str:
-    from ..integrate import result_name as name
+    from .._integrate import result_name as name
 
     return name(result)
 

@@ -120,7 +120,7 @@ def _load_labels(path, n_samples):
 
 
 def _spectrum_plot(path, out):
-    from ..plots import save_figure, spectrum_figure
+    from .._plots import save_figure, spectrum_figure
 
     title = f"RankMe {out['rankme']:.3g} of D={out['dim']}"
     fig = spectrum_figure(
@@ -137,7 +137,7 @@ def _spectrum_plot(path, out):
 
 
 def run(args, progress):
-    from ..diagnostics import COLLAPSE_RULE, diagnose
+    from .._diagnostics import COLLAPSE_RULE, diagnose
 
     z = _load_embeddings(args.file, args.key)
     labels = None if args.labels is None else _load_labels(args.labels, z.shape[0])

@@ -44,8 +44,8 @@ def add_parser(sub):
 
 
 def run(args, progress):
-    from ..dmft import compare_with_direct, solve_dmft
-    from ..reduced import reduce_state, reduced_params
+    from .._dmft import compare_with_direct, solve_dmft
+    from .._reduced import reduce_state, reduced_params
 
     _check_model(args)
     if args.model != "projection":

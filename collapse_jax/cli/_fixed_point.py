@@ -70,7 +70,7 @@ def _steady_kwargs(args, progress):
 
 def fixed_point(args, progress):
     """``(data, analysis)`` of the steady state reached from ``--seed`` (with ``steady``)."""
-    from ..models.projection import projection_fixed_point
+    from .._models.projection import projection_fixed_point
 
     data, state = _setup(args)
     out = projection_fixed_point(data, state, **_steady_kwargs(args, progress))
@@ -84,7 +84,7 @@ def run(args, progress):
         out = fixed_point(args, progress)[1]
         out.pop("steady")
     else:
-        from ..models.projection import classify_starts
+        from .._models.projection import classify_starts
 
         data = _setup(args)[0]
         seeds = range(args.seed, args.seed + args.seeds)

@@ -17,7 +17,7 @@ FIXED_POINT_SETUP = {"n_classes": 3, "per_class": 6, "dim": 4, "seed": 0, "t_max
 
 
 def _mechanism_list(text):
-    from ..mechanisms import MECHANISMS
+    from .._mechanisms import MECHANISMS
 
     return _name_list("--only", text, sorted(MECHANISMS))
 
@@ -45,7 +45,7 @@ def add_parser(sub):
 
 
 def _fixed_points(args, progress):
-    from ..comparison import fixed_point_analysis
+    from .._comparison import fixed_point_analysis
 
     start = time.perf_counter()
     rows = fixed_point_analysis(
@@ -77,8 +77,8 @@ def _result_summary(r):
 
 
 def run(args, progress):
-    from ..comparison import FULL, QUICK, compare_mechanisms, training_comparison
-    from ..plots import mechanism_phase_figure, mechanism_summary_figure, save_figure
+    from .._comparison import FULL, QUICK, compare_mechanisms, training_comparison
+    from .._plots import mechanism_phase_figure, mechanism_summary_figure, save_figure
 
     if args.fixed_points:
         return _fixed_points(args, progress)

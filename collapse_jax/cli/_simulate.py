@@ -91,12 +91,12 @@ def run(args, progress):
     import diffrax
     import jax
 
-    from ..exact import compare_with_exact, exact_solution
-    from ..fields import vector_field
-    from ..integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
-    from ..losses import embedding_loss
-    from ..metrics import fit_slow_rate
-    from ..models.embedding import embedding_metrics
+    from .._exact import compare_with_exact, exact_solution
+    from .._fields import vector_field
+    from .._integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
+    from .._losses import embedding_loss
+    from .._metrics import fit_slow_rate
+    from .._models.embedding import embedding_metrics
 
     check(args)
     data, state = _setup(args)
@@ -159,10 +159,10 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
     import diffrax
     import jax
 
-    from ..integrate import default_solver
-    from ..metrics import fit_slow_rate
-    from ..models.projection import projection_metrics
-    from ..projection import simulate_projection
+    from .._integrate import default_solver
+    from .._metrics import fit_slow_rate
+    from .._models.projection import projection_metrics
+    from .._projection import simulate_projection
 
     solver = {
         "kvaerno5": default_solver(rtol, atol),
@@ -209,7 +209,7 @@ def _simulate_projection(args, progress, data, state, ts, rtol, atol):
     }
     out.update(_model_info(args))
     if args.figure is not None:
-        from .. import plots
+        from .. import _plots as plots
 
         other_sol, other, other_seconds = integrate(not args.stop_gradient)
         title = (

@@ -19,10 +19,10 @@ def add_parser(sub):
 
 
 def run(args, progress):
-    from ..fields import vector_field
-    from ..losses import embedding_loss, projection_loss
-    from ..models.embedding import embedding_spectrum_report
-    from ..models.projection import steady_state_spectrum_report
+    from .._fields import vector_field
+    from .._losses import embedding_loss, projection_loss
+    from .._models.embedding import embedding_spectrum_report
+    from .._models.projection import steady_state_spectrum_report
 
     _fixed_point.check(args)
     if args.model == "projection":

@@ -69,7 +69,7 @@ def _variant_name(stop_gradient: bool) -> str:
 
 def _summary(result):
     """Per ratio, averaged over seeds: what the JSON reports of one sweep."""
-    from ..sweep import collapse_time
+    from .._sweep import collapse_time
 
     return {
         "final_min_l2": result.min_l2[..., -1].mean(axis=1),
@@ -80,11 +80,11 @@ def _summary(result):
 
 
 def run(args, progress):
-    from ..integrate import log_times
-    from ..models.embedding import embedding_sweep, fitted_rates
-    from ..models.projection import projection_sweep
-    from ..plots import phase_diagram_figure, save_figure, sweep_figure
-    from ..sweep import save_sweep
+    from .._integrate import log_times
+    from .._models.embedding import embedding_sweep, fitted_rates
+    from .._models.projection import projection_sweep
+    from .._plots import phase_diagram_figure, save_figure, sweep_figure
+    from .._sweep import save_sweep
 
     _check_model(args)
     _check_t_min(args)

@@ -94,7 +94,7 @@ def check(args):
 def run(args, progress):
     import diffrax
 
-    from ..teacher_student import TeacherStudentConfig, run_teacher_student
+    from .._teacher_student import TeacherStudentConfig, run_teacher_student
 
     check(args)
     config = TeacherStudentConfig(
@@ -123,7 +123,7 @@ def run(args, progress):
     out["result"] = "successful" if out["result"] == 0 else f"failed (code {out['result']})"
     out.update(input_dim=args.input_dim, samples=args.samples, student_dim=args.student_dim)
     if args.figure is not None:
-        from ..plots import save_figure, teacher_student_figure
+        from .._plots import save_figure, teacher_student_figure
 
         try:
             out["figure"] = save_figure(teacher_student_figure([out]), args.figure)

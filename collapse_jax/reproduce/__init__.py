@@ -12,15 +12,15 @@ machine-readable) into one folder:
    against `M > 0`.
 2. ``projection``: the projection head with and without stop-gradient (docs/theory.md §3, P1-P3):
    trajectories on the `N`-independent reduced path
-   ([`simulate_projection`][collapse_jax.projection.simulate_projection]) and fixed points found,
+   ([`simulate_projection`][collapse_jax.simulate_projection]) and fixed points found,
    polished and classified by
-   [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point].
+   [`projection_fixed_point`][collapse_jax.projection_fixed_point].
 3. ``sweep``: a frustration sweep
-   ([`embedding_sweep`][collapse_jax.models.embedding.embedding_sweep]) and its phase diagram;
+   ([`embedding_sweep`][collapse_jax.embedding_sweep]) and its phase diagram;
    a few members against ``scipy.linalg.expm``; a small diffrax-integrated sweep
    whose fitted slow and fast rates (worst member) are held to `lambda_pm`; and a projection-model
    sweep with and without stop-gradient where this version of
-   [`collapse_jax.models.projection`][collapse_jax.models.projection] has ``projection_sweep``.
+   [`projection_sweep`][collapse_jax.projection_sweep] has ``projection_sweep``.
 4. ``teacher_student``: the linear teacher-student model (docs/theory.md §4).
 5. ``diagnostics``: the collapse diagnostics on diffrax-integrated embeddings (class-mean
    MinL2 checked against numpy, its decay against `lambda+` in closed form).

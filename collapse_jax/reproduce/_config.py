@@ -37,7 +37,7 @@ class ReproduceConfig(NamedTuple):
             ``integrated_sweep`` ratios x 2 seeds (0: skip) and hold its fitted slow and fast
             rates to `lambda_pm` written out.
         projection_sweep: run the projection-model sweep where
-            ``collapse_jax.sweep.projection_sweep`` exists;
+            ``collapse_jax.projection_sweep`` exists;
             ``projection_sweep_frustration``, ``projection_sweep_seeds``,
             ``projection_sweep_t1``, ``projection_sweep_per_class``: its sizes.
         ts_frustration, ts_seeds, ts_t1: teacher-student runs (docs/theory.md §4 defaults

@@ -22,7 +22,7 @@ def _integrated_diagnostics(z, data, ts):
     import diffrax
 
     from .. import embedding_loss, simulate, vector_field
-    from ..diagnostics import trajectory_diagnostics
+    from .._diagnostics import trajectory_diagnostics
 
     sol = simulate(vector_field(embedding_loss), z, data.matrix(), ts=ts, solver=diffrax.Tsit5())
     out = trajectory_diagnostics(sol.ys, data, include_shared=False)
@@ -36,7 +36,7 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         log_times,
         standard_data,
     )
-    from ..metrics import fit_slow_rate
+    from .._metrics import fit_slow_rate
 
     S = "diagnostics"
     K, n, M, d = cfg.classes, cfg.per_class, cfg.shared, cfg.diagnostics_dim
@@ -166,7 +166,7 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "lambda_plus": lp,
         "projection_final": {k: {kk: v[kk] for kk in keys if kk in v} for k, v in proj.items()},
     }
-    from ..plots import save_figure
+    from .._plots import save_figure
 
     fig = save_figure(_fig_diagnostics(numbers, M), out / "diagnostics.png")
 
@@ -215,6 +215,6 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
 
 
 def _collapse_rule() -> str:
-    from ..diagnostics import COLLAPSE_RULE
+    from .._diagnostics import COLLAPSE_RULE
 
     return COLLAPSE_RULE

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ..data import shared_from_frustration
+from .._data import shared_from_frustration
 from ._checks import Section, _img, _num, _values, fmt_error, fmt_value
 from ._config import ReproduceConfig
 from ._figures import _fig_rates_vs_n, _fig_spectra, _fig_timescales
@@ -19,7 +19,7 @@ from ._references import _closed_lambda, _expm_reference, _np_min_l2
 @eqx.filter_jit
 def _path_metrics(ys, data):
     # one compiled function instead of dozens of eagerly dispatched (and compiled) ops
-    from ..models.embedding import embedding_metrics
+    from .._models.embedding import embedding_metrics
 
     return jax.vmap(lambda s: embedding_metrics(s, data))(ys)
 
@@ -27,7 +27,7 @@ def _path_metrics(ys, data):
 @eqx.filter_jit
 def _exact_path(z, data, ts):
     """MinL2 (round-off free) and clean-sample accuracy on the exact sector solution."""
-    from ..exact import exact_min_l2, exact_solution
+    from .._exact import exact_min_l2, exact_solution
 
     return exact_min_l2(z, data, ts), _path_metrics(exact_solution(z, data, ts), data)["accuracy"]
 
@@ -43,14 +43,14 @@ def _fit_fast(t, v, lo: float = _FAST_LO, hi: float = _FAST_HI, uniform=None):
     """Fast rate of ``v(t)`` and the number of points fitted.
 
     The residual `r(t)` of `log v` about its slow line (the window of
-    [`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate]) decays as `c e^{(lambda- - lambda+) t}`;
+    [`fit_slow_rate`][collapse_jax.fit_slow_rate]) decays as `c e^{(lambda- - lambda+) t}`;
     its log-slope over the points before the slow window with ``lo < |r| < hi``, plus the slow
     slope, is the fast rate. With ``uniform`` (equally spaced times, a subset of ``t``) the slope is
     that of `log|r(t_k+1) − r(t_k)|` on that grid instead: differences remove a constant offset of
     the slow line (an integrator's error in its intercept, which biases the plain fit by
     `offset/|r|`).
     """
-    from ..metrics import _slow_fit
+    from .._metrics import _slow_fit
 
     t = np.asarray(t, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
@@ -108,7 +108,7 @@ def _rates_vs_n(cfg: ReproduceConfig) -> dict:
     ml = _np_min_l2(np.asarray(ys))
     seconds = time.perf_counter() - start
     t = np.asarray(ts)
-    from ..metrics import fit_slow_rate
+    from .._metrics import fit_slow_rate
 
     lam = [_closed_lambda(n, M) for n, M in zip(ns, Ms, strict=True)]
     fits = [_fit_fast(t, ml[i]) for i in range(len(ns))]
@@ -140,9 +140,9 @@ def _embedding(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         standard_data,
         vector_field,
     )
-    from ..integrate import DEFAULT_ATOL, DEFAULT_RTOL, result_name
-    from ..metrics import fit_slow_rate
-    from ..plots import save_figure
+    from .._integrate import DEFAULT_ATOL, DEFAULT_RTOL, result_name
+    from .._metrics import fit_slow_rate
+    from .._plots import save_figure
 
     S = "embedding"
     K, n, M, d = cfg.classes, cfg.per_class, cfg.shared, cfg.dim
@@ -455,7 +455,7 @@ def _embedding(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
 
 @eqx.filter_jit
 def _exact_solution_jit(z, data, ts):
-    from ..exact import exact_solution
+    from .._exact import exact_solution
 
     return exact_solution(z, data, ts)
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..data import shared_from_frustration
+from .._data import shared_from_frustration
 from ._references import _closed_lambda
 
 _TIME_LABEL = "time t (gradient-flow time, dimensionless)"
@@ -14,7 +14,7 @@ _TIME_LABEL = "time t (gradient-flow time, dimensionless)"
 
 def _fig_timescales(nb: dict):
     """Figure: MinL2(t) of the embedding model (exact, diffrax, expm), fits and errors."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     t = np.asarray(nb["t"])
     ml, ml0, num = (
@@ -100,7 +100,7 @@ def _fig_timescales(nb: dict):
 
 def _fig_spectra(rep: dict, rep0: dict, M: int):
     """Figure: Jacobian eigenvalues per sector against the closed forms."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     fig, axes = new_figure(1, 3, figsize=(16, 5))
     colors = {"I": "C0", "II": "C3", "III": "C2", "inactive": "0.5"}
@@ -145,7 +145,7 @@ def _fig_spectra(rep: dict, rep0: dict, M: int):
 
 def _fig_rates_vs_n(rn: dict):
     """Figure: fitted fast and slow rates (markers) against `n`, closed forms (lines)."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     fig, axes = new_figure(1, 2, figsize=(12, 4.4))
     ns = np.asarray(rn["per_class"], dtype=np.float64)
@@ -179,7 +179,7 @@ def _fig_rates_vs_n(rn: dict):
 def _fig_projection_dynamics(nb: dict):
     """Figure of the projection trajectories (MinL2, accuracy, `|eig W|`, `max eig Omega`)
     from the ``projection`` numbers; returns the ``matplotlib`` Figure (not saved)."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     t = np.asarray(nb["t"])
     tr = nb["trajectories"]
@@ -227,7 +227,7 @@ def _fig_projection_dynamics(nb: dict):
 def _fig_projection_fixed_points(nb: dict):
     """Figure of the fixed points (Jacobian spectra, `|eig W|`) from the ``projection``
     numbers; returns the ``matplotlib`` Figure (not saved)."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     fps = nb["fixed_points"]
     bound = nb["bias_eigenvalue_predicted"]
@@ -298,7 +298,7 @@ def _fig_projection_fixed_points(nb: dict):
 
 def _fig_projection_sweep(runs: dict, ts):
     """Figure: projection-model sweep with and without stop-gradient."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     fig, axes = new_figure(1, 3, figsize=(18, 4.8))
     floor = 1e-30
@@ -357,7 +357,7 @@ def _fig_projection_sweep(runs: dict, ts):
 
 def _fig_diagnostics(nb: dict, M: int):
     """Figure: collapse diagnostics along the two embedding-model trajectories."""
-    from ..plots import new_figure
+    from .._plots import new_figure
 
     t = np.asarray(nb["t"])
     tr = nb["trajectories"]

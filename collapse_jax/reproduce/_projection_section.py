@@ -25,9 +25,9 @@ from ._references import (
 def _projection_run(data, z, ts, stop_gradient: bool):
     """``simulate_projection`` (reduced path) and the metrics of every saved state, compiled
     as one function."""
-    from ..metrics import roundoff_floor
-    from ..models.projection import projection_metrics
-    from ..projection import simulate_projection
+    from .._metrics import roundoff_floor
+    from .._models.projection import projection_metrics
+    from .._projection import simulate_projection
 
     run = simulate_projection(data, z, stop_gradient=stop_gradient, ts=ts)
     met = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
@@ -41,9 +41,9 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         log_times,
         standard_data,
     )
-    from ..integrate import result_name
-    from ..models.projection import classify_starts, omega_max_eigenvalue, projection_fixed_point
-    from ..plots import save_figure
+    from .._integrate import result_name
+    from .._models.projection import classify_starts, omega_max_eigenvalue, projection_fixed_point
+    from .._plots import save_figure
 
     S = "projection"
     K, n, M, d = cfg.classes, cfg.per_class, cfg.shared, cfg.dim

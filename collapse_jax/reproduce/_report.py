@@ -18,7 +18,7 @@ def _default_command(quick, config) -> str:
 
 
 def _environment() -> dict:
-    from ..sweep import environment
+    from .._sweep import environment
 
     env = environment()
     env["backend"] = jax.default_backend()

@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from .._sweep import save_sweep
 from ._checks import Section, _img, _num, fmt_error, fmt_value
 from ._config import ReproduceConfig
 from ._embedding_section import _FAST_HI, _FAST_LO, _fit_fast
@@ -18,10 +19,9 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     import diffrax
 
     from .. import frustration_data, init_embedding_state, log_times
-    from .. import sweep as sweep_mod
-    from ..metrics import fit_slow_rate
-    from ..models.embedding import embedding_sweep, fitted_rates
-    from ..plots import save_figure, sweep_figure
+    from .._metrics import fit_slow_rate
+    from .._models.embedding import embedding_sweep, fitted_rates
+    from .._plots import save_figure, sweep_figure
 
     S = "sweep"
     K, n, d = cfg.classes, cfg.per_class, cfg.dim
@@ -31,7 +31,7 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     log(f"  embedding sweep: {phis.size} ratios x {cfg.sweep_seeds} seeds (exact path) ...")
     res = embedding_sweep(phis, cfg.sweep_seeds, n_classes=K, per_class=n, dim=d, ts=ts)
     rates = fitted_rates(res)
-    sweep_mod.save_sweep(res, out / "sweep_embedding.npz")
+    save_sweep(res, out / "sweep_embedding.npz")
     # (a) the exact-path members against scipy.linalg.expm of the Hessian built from A
     picks = np.unique(np.linspace(0, phis.size - 1, max(1, cfg.sweep_expm_members)).astype(int))
     max_shared = int(res.metadata["max_shared"])
@@ -199,7 +199,7 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "against the rates fitted to the diffrax-integrated members (markers); (c) MinL2(t) "
         "for a few ratios.",
     ]
-    section_p = _projection_sweep_or_note(cfg, out, log, sweep_mod)
+    section_p = _projection_sweep_or_note(cfg, out, log)
     body += section_p.body
     figures += section_p.figures
     checks += section_p.checks
@@ -207,12 +207,12 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     return Section(S, body, figures, checks, numbers)
 
 
-def _projection_sweep_or_note(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:
+def _projection_sweep_or_note(cfg: ReproduceConfig, out: Path, log) -> Section:
     """The projection-model sweep, or a note where the configuration switches it off."""
     if not cfg.projection_sweep:
         note = "- **Projection-model sweep**: not run (switched off in this configuration)."
         return Section("sweep", [note], [], [], None)
-    return _projection_sweep(cfg, out, log, sweep_mod)
+    return _projection_sweep(cfg, out, log)
 
 
 def _k_of_n(k: int, n: int, fraction: float) -> str:
@@ -220,9 +220,9 @@ def _k_of_n(k: int, n: int, fraction: float) -> str:
     return f"{k} of {n} (fraction {fmt_value(fraction)})"
 
 
-def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Section:
+def _projection_sweep(cfg: ReproduceConfig, out: Path, log) -> Section:
     from .. import log_times
-    from ..models import projection as projection_model
+    from .._models import projection as projection_model
 
     S = "sweep"
     K, n, d = cfg.classes, cfg.projection_sweep_per_class, cfg.dim
@@ -244,7 +244,7 @@ def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Sectio
             dim=d,
             ts=ts,
         )
-        sweep_mod.save_sweep(runs[sg], out / f"sweep_projection_sg{int(sg)}.npz")
+        save_sweep(runs[sg], out / f"sweep_projection_sg{int(sg)}.npz")
     res0 = runs[False]
     frustrated = res0.shared > 0
     rel_final = {sg: r.min_l2[..., -1] / r.min_l2[..., 0] for sg, r in runs.items()}
@@ -305,7 +305,7 @@ def _projection_sweep(cfg: ReproduceConfig, out: Path, log, sweep_mod) -> Sectio
             for sg, r in runs.items()
         },
     }
-    from ..plots import save_figure
+    from .._plots import save_figure
 
     fig = save_figure(_fig_projection_sweep(runs, ts), out / "sweep_projection.png")
     body = [

@@ -31,9 +31,9 @@ def _ts_loss_rates(r, config, seed) -> dict:
     coefficients of the start). Its log-slope `-d ln L / dt` starts at the weighted mean
     `2 sum lambda^2 c^2 / sum lambda c^2` (fast) and ends at `2 lambda_min` (slow).
     """
-    from ..exact import teacher_student_hessian
-    from ..metrics import fit_slow_rate
-    from ..teacher_student import teacher_student_problem
+    from .._exact import teacher_student_hessian
+    from .._metrics import fit_slow_rate
+    from .._teacher_student import teacher_student_problem
 
     data, state0 = teacher_student_problem(jax.random.PRNGKey(seed), r["frustration"], config)
     lam, Q = np.linalg.eigh(teacher_student_hessian(data.moments()))
@@ -62,8 +62,8 @@ def _ts_split_time(plain_run, sg_run, threshold=0.1) -> float:
 
 
 def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
-    from ..plots import save_figure, teacher_student_figure
-    from ..teacher_student import TS_RTOL, TeacherStudentConfig, run_teacher_student
+    from .._plots import save_figure, teacher_student_figure
+    from .._teacher_student import TS_RTOL, TeacherStudentConfig, run_teacher_student
 
     S = "teacher_student"
     configs = {

@@ -9,7 +9,7 @@ stop-gradient copies stand. From it:
   `lax.stop_gradient` so that the autodiff Jacobian of `z -> F_sg(z)` is correct: it
   differentiates through the held slot too (docs/theory.md §3, "a trap").
 
-[`training_loss`][collapse_jax.fields.training_loss] is the scalar a discrete optimiser (optax)
+[`training_loss`][collapse_jax.training_loss] is the scalar a discrete optimiser (optax)
 differentiates; there the held slot is filled with `lax.stop_gradient(state)`.
 """
 

@@ -4,7 +4,7 @@ The fast parts of the projection model (the relaxations of `W` and `y`, docs/the
 affine in the fast variables once the slow ones are fixed. Diffrax's
 `diffrax.KenCarp4` treats such a split with a Newton (chord) iteration on a dense
 Jacobian of the whole state, which costs more than the model itself (measured: no
-finish within 400 s). [`StageSolveKenCarp4`][collapse_jax.imex.StageSolveKenCarp4] runs the same
+finish within 400 s). [`StageSolveKenCarp4`][collapse_jax.StageSolveKenCarp4] runs the same
 Kennedy--Carpenter ARK4(3)6L[2]SA tableaux, taken from `diffrax.KenCarp4` itself, but asks the
 caller for the exact solution of each implicit stage equation
 
@@ -12,7 +12,7 @@ caller for the exact solution of each implicit stage equation
 
 which for an `f_I` affine in `U` is a linear solve the caller can do with its structure (for
 the projection model: a `d x d` system, see
-[`collapse_jax.reduced.ReducedField.stage_solve`][collapse_jax.reduced.ReducedField.stage_solve]).
+[`collapse_jax.reduced.ReducedField.stage_solve`][collapse_jax.ReducedField.stage_solve]).
 There is no Newton iteration, no Jacobian and no failed stage: a step is rejected only by the error
 controller. Error estimate and 3rd-order dense output are KenCarp4's.
 

@@ -1,14 +1,14 @@
 """One registry of every model and mechanism: name -> state, loss, field, metrics, closed form.
 
-A [`Model`][collapse_jax.models.Model] row bundles a held-slot loss ``loss(state, held, args)``
-(``args`` a [`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs]: the alignment
+A [`Model`][collapse_jax.Model] row bundles a held-slot loss ``loss(state, held, args)``
+(``args`` a [`MechanismArgs`][collapse_jax.MechanismArgs]: the alignment
 matrix and the hyper-parameters), the default initial state ``init(key, n_samples, n_classes,
 dim)``, which field to derive (conservative `-grad L(z, z)`, stop-gradient
 `-d_1 L(z, h)|_{h=z}`, or the EMA field of
-[`EMAField`][collapse_jax.models.mechanisms.EMAField]), its metrics and its closed-form Jacobian
+[`EMAField`][collapse_jax.EMAField]), its metrics and its closed-form Jacobian
 spectrum where there is one. The generic machinery (fields, integration, steady states, spectra,
 sweeps) takes a row's ``field()`` and ``args(A)`` and knows no model by name; a new model is one
-[`register`][collapse_jax.models.register] call (tests/test_new_model.py).
+[`register`][collapse_jax.register] call (tests/test_new_model.py).
 
 ``mse`` is the embedding model (docs/theory.md §2); ``predictor`` and ``simsiam`` are the
 projection model (docs/theory.md §3) without and with stop-gradient: the same loss.
@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import init_embedding_state, init_projection_state
-from ..fields import vector_field
-from ..losses.mechanisms import (
+from .._data import init_embedding_state, init_projection_state
+from .._fields import vector_field
+from .._losses.mechanisms import (
     MechanismArgs,
     ema_loss,
     ema_predictor_loss,
@@ -34,7 +34,7 @@ from ..losses.mechanisms import (
     predictor_loss,
     vicreg_loss,
 )
-from ..metrics import min_l2, nearest_label_accuracy
+from .._metrics import min_l2, nearest_label_accuracy
 from .mechanisms import EMAField, init_ema_predictor_state, init_ema_state
 
 __all__ = ["Model", "MODELS", "register", "get_model", "label_metrics", "embedding_spectrum"]
@@ -61,9 +61,9 @@ def label_metrics(model, state, data, args: MechanismArgs) -> dict[str, Any]:
 
 def embedding_spectrum(data, dim: int) -> np.ndarray:
     """Closed-form Jacobian spectrum of the embedding model (docs/theory.md §2), sorted: the
-    sector eigenvalues of [`sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues], each
+    sector eigenvalues of [`sector_eigenvalues`][collapse_jax.sector_eigenvalues], each
     ``dim`` times. The field is linear, so it holds at every state."""
-    from ..exact import sector_eigenvalues
+    from .._exact import sector_eigenvalues
 
     rows = sector_eigenvalues(data)
     return np.sort(np.concatenate([np.repeat(p, dim) for p in rows.values()]))
@@ -78,13 +78,13 @@ class Model(NamedTuple):
         init: ``init(key, n_samples, n_classes, dim) -> state`` (docs/theory.md §1 defaults).
         stop_gradient: derive the stop-gradient field (held slot frozen).
         ema: the state has `y_ema`, relaxed by
-            [`EMAField`][collapse_jax.models.mechanisms.EMAField].
+            [`EMAField`][collapse_jax.EMAField].
         hyper: name of the main hyper-parameter (``None`` if there is none).
         params: default hyper-parameters (the main one included).
         grid: default values of the main hyper-parameter in comparison sweeps.
         description: one line.
         metrics: ``metrics(model, state, data, args) -> dict`` (default
-            [`label_metrics`][collapse_jax.models.label_metrics]).
+            [`label_metrics`][collapse_jax.label_metrics]).
         spectrum: closed-form Jacobian spectrum ``spectrum(data, dim) -> sorted eigenvalues``
             where the model has one (``None`` otherwise).
     """
@@ -123,7 +123,7 @@ class Model(NamedTuple):
         return vector_field(self.loss, stop_gradient=self.stop_gradient)
 
     def args(self, A, value=None, **overrides) -> MechanismArgs:
-        """[`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs] with the defaults, the
+        """[`MechanismArgs`][collapse_jax.MechanismArgs] with the defaults, the
         main hyper-parameter set to ``value``
         (if given) and any other ``overrides``; values may be traced (``vmap``)."""
         params = dict(self.params)
@@ -144,14 +144,14 @@ MODELS: dict[str, Model] = {}
 
 
 def register(model: Model, *, replace: bool = False) -> Model:
-    """Add ``model`` to [`MODELS`][collapse_jax.models.MODELS] and return it.
+    """Add ``model`` to [`MODELS`][collapse_jax.MODELS] and return it.
 
     Raises:
-        TypeError: if ``model`` is not a [`Model`][collapse_jax.models.Model].
+        TypeError: if ``model`` is not a [`Model`][collapse_jax.Model].
         ValueError: if the name is taken (pass ``replace=True`` to overwrite).
     """
     if not isinstance(model, Model):
-        raise TypeError(f"model must be a collapse_jax.models.Model, got {type(model).__name__}")
+        raise TypeError(f"model must be a collapse_jax.Model, got {type(model).__name__}")
     if model.name in MODELS and not replace:
         raise ValueError(f"model name {model.name!r} is already registered")
     MODELS[model.name] = model

@@ -1,15 +1,15 @@
 """The projection-head model (docs/theory.md §3): its metrics and its analysis.
 
-Registry rows ``predictor`` and ``simsiam`` of [`collapse_jax.models`][collapse_jax.models]
+Registry rows ``predictor`` and ``simsiam`` of [`MODELS`][collapse_jax.MODELS]
 (the same loss without and with stop-gradient). The state is
 [`ProjectionState`][collapse_jax.ProjectionState], the start
-[`init_projection_state`][collapse_jax.data.init_projection_state], the loss
-[`projection_loss`][collapse_jax.losses.projection_loss], the `N`-independent path
-[`simulate_projection`][collapse_jax.projection.simulate_projection].
+[`init_projection_state`][collapse_jax.init_projection_state], the loss
+[`projection_loss`][collapse_jax.projection_loss], the `N`-independent path
+[`simulate_projection`][collapse_jax.simulate_projection].
 
 Here: its metrics, the `Omega` bound (P1), the bias sectors and the label-span spectrum (P2),
 the predicted zero modes (P3), the spectral reports and the fixed-point classification (the
-model-free steady-state finder is [`find_steady_state`][collapse_jax.steady.find_steady_state]).
+model-free steady-state finder is [`find_steady_state`][collapse_jax.find_steady_state]).
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, Float
-from ..data import ShareRule, StandardData, init_projection_state
-from ..integrate import log_times, result_name
-from ..metrics import min_l2, nearest_label_accuracy
-from ..projection import Path, simulate_projection
-from ..projection import stop_gradient_zero_modes as stop_gradient_zero_modes
-from ..spectral import (
+from .._data import ShareRule, StandardData, init_projection_state
+from .._integrate import log_times, result_name
+from .._metrics import min_l2, nearest_label_accuracy
+from .._projection import Path, simulate_projection
+from .._projection import stop_gradient_zero_modes as stop_gradient_zero_modes
+from .._spectral import (
     asymmetry_norm,
     eigenvalues,
     finite_difference_jacobian,
     is_symmetric,
     jacobian,
 )
-from ..steady import find_steady_state
-from ..sweep import SweepResult, frustration_sweep
+from .._steady import find_steady_state
+from .._sweep import SweepResult, frustration_sweep
+from .._types import Array, Float
 
 __all__ = [
     "projection_metrics",
@@ -60,7 +60,7 @@ def projection_metrics(state, data) -> dict[str, Float[Array, ""]]:
     Accuracy uses the prediction `yhat(x) = W x`. The loss is `L_P` (equal in value to
     `L_P^sg`). `vmap` over a leading time axis of ``state`` for a trajectory.
     """
-    from ..losses import projection_loss
+    from .._losses import projection_loss
 
     n_clean = data.n_classes * data.per_class
     predictions = state.x[:n_clean] @ state.W.T
@@ -87,7 +87,7 @@ def omega(W, per_class: float, shared: float) -> np.ndarray:
 
 
 def omega_max_eigenvalue(W, per_class: float, shared: float) -> float:
-    """Largest eigenvalue of [`omega`][collapse_jax.models.projection.omega] (symmetric;
+    """Largest eigenvalue of [`omega`][collapse_jax.omega] (symmetric;
     bound `n/(n+M)`)."""
     om = omega(W, per_class, shared)
     return float(np.linalg.eigvalsh(0.5 * (om + om.T))[-1])
@@ -152,10 +152,10 @@ def projection_spectrum_report(state, data, *, zero_tol: float = 1e-7, sector_to
     imaginary parts, sorted by real part), their largest real part, the number of zero modes
     (`|lambda| <= zero_tol`), `|J - J^T|_F` and whether `J` is symmetric. For `W`: `|eig W|`
     sorted, `max eig Omega(W)` with its bound `n/(n+M)`, `W` on the label span and the sector
-    of every bias direction ([`bias_sectors`][collapse_jax.models.projection.bias_sectors]).
+    of every bias direction ([`bias_sectors`][collapse_jax.bias_sectors]).
     """
-    from ..fields import vector_field
-    from ..losses import projection_loss
+    from .._fields import vector_field
+    from .._losses import projection_loss
 
     A = data.matrix()
     n, M = data.per_class, float(data.shared_total)
@@ -205,7 +205,7 @@ def steady_state_spectrum_report(
 
     No closed form exists for the whole spectrum, so ``predicted`` is ``None`` and
     ``max_abs_error`` is the largest entry of `|J_autodiff - J_finite_differences|` (central
-    differences, [`finite_difference_jacobian`][collapse_jax.spectral.finite_difference_jacobian]):
+    differences, [`finite_difference_jacobian`][collapse_jax.finite_difference_jacobian]):
     the check that the reported Jacobian is right. ``sectors`` holds `W` on the label span of a
     separated stop-gradient fixed point, predicted `{1, n/(n+M) (K-1 times)}` (P2); it is empty
     otherwise.
@@ -213,7 +213,7 @@ def steady_state_spectrum_report(
     Args:
         field: the projection model's vector field (the one ``analysis`` was computed with).
         analysis: the output of
-            [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point],
+            [`projection_fixed_point`][collapse_jax.projection_fixed_point],
             with its ``steady`` entry.
         data: the data set.
         stop_gradient: which field.
@@ -266,26 +266,26 @@ def projection_fixed_point(
     """Run the projection model to a steady state and analyse it (docs/theory.md §3, P1–P3).
 
     Args:
-        data: a [`StandardData`][collapse_jax.data.StandardData].
+        data: a [`StandardData`][collapse_jax.StandardData].
         state0: a [`ProjectionState`][collapse_jax.ProjectionState].
         stop_gradient: which field.
         path: ``"reduced"`` (default): the integration segments run on the reduced path of
-            [`simulate_projection`][collapse_jax.projection.simulate_projection] (cost independent
+            [`simulate_projection`][collapse_jax.simulate_projection] (cost independent
             of `n`), lifted back to every sample after each segment; the polish and the Jacobian
             spectrum are those of the full field. ``"full"``: integrate every sample.
-        sector_tol: tolerance of [`bias_sectors`][collapse_jax.models.projection.bias_sectors].
+        sector_tol: tolerance of [`bias_sectors`][collapse_jax.bias_sectors].
         collapse_tol: ``MinL2`` below this is collapsed.
-        **kwargs: passed to [`find_steady_state`][collapse_jax.steady.find_steady_state].
+        **kwargs: passed to [`find_steady_state`][collapse_jax.find_steady_state].
 
     Returns:
         A dict with the keys of ``collapse-jax fixed-point --json`` (docs/cli.md): ``min_l2``,
         ``residual_norm`` (after polish), ``residual_before_polish``, ``w_eigenvalues_abs``
         (sorted), ``predicted_bias_eigenvalue`` `n/(n+M)`, ``omega_max_eigenvalue``,
         ``omega_bound``, ``jacobian_max_real``, ``zero_modes``, ``status``, ``branch`` (one
-        of [`BRANCHES`][collapse_jax.models.projection.BRANCHES]), ``bias_sectors``,
+        of [`BRANCHES`][collapse_jax.BRANCHES]), ``bias_sectors``,
         ``label_span_w_eigenvalues`` (and ``label_span_leakage``), ``asymmetry_norm``,
         ``t_reached``, ``steps``, plus ``steady`` (the
-        [`SteadyState`][collapse_jax.steady.SteadyState], not JSON).
+        [`SteadyState`][collapse_jax.SteadyState], not JSON).
 
     Zero modes: the fixed points of both fields form manifolds. For stop-gradient they are
     `{W x_i = y_c (clean), W x_s = ybar, (n+M) y_c = n xbar_c + M xbar_S}`; linearised, the
@@ -301,9 +301,9 @@ def projection_fixed_point(
     is separated (eigenvalue `n/(n+M)` of `W`), ``"bias-in-kernel"`` when one is lost, and
     ``"other"`` otherwise.
     """
-    from ..fields import vector_field
-    from ..losses import projection_loss
-    from ..metrics import min_l2
+    from .._fields import vector_field
+    from .._losses import projection_loss
+    from .._metrics import min_l2
 
     A = data.matrix()
     n, M = data.per_class, float(data.shared_total)
@@ -362,9 +362,9 @@ def projection_fixed_point(
 
 
 def _reduced_advance(data, stop_gradient, kwargs):
-    """An ``advance`` for [`find_steady_state`][collapse_jax.steady.find_steady_state] on the
+    """An ``advance`` for [`find_steady_state`][collapse_jax.find_steady_state] on the
     projection model's reduced path."""
-    from ..projection import simulate_projection
+    from .._projection import simulate_projection
 
     kw = {k: kwargs[k] for k in ("rtol", "atol", "max_steps", "progress_meter") if k in kwargs}
     # Tighter than the full path's defaults: the explicit (slow) half of the IMEX step sits at
@@ -395,13 +395,13 @@ def _reduced_advance(data, stop_gradient, kwargs):
 def classify_starts(data, dim: int, seeds, *, stop_gradient: bool = True, **kwargs) -> dict:
     """P2 of docs/theory.md §3: run many starts and count the branch each one reaches.
 
-    Every start is [`init_projection_state`][collapse_jax.data.init_projection_state] from
+    Every start is [`init_projection_state`][collapse_jax.init_projection_state] from
     ``PRNGKey(seed)``; each is analysed by
-    [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point] (``**kwargs``
+    [`projection_fixed_point`][collapse_jax.projection_fixed_point] (``**kwargs``
     passed on). Returns ``{"counts": branch -> count, "fractions": branch -> fraction,
     "runs": [per-seed dict without the SteadyState]}``.
     """
-    from ..data import init_projection_state
+    from .._data import init_projection_state
 
     runs = []
     for seed in seeds:
@@ -445,9 +445,9 @@ def projection_member(
 ):
     """One sweep member of the projection model (docs/theory.md §3): metrics at ``ts``.
 
-    Integrates [`simulate_projection`][collapse_jax.projection.simulate_projection] (the reduced
+    Integrates [`simulate_projection`][collapse_jax.simulate_projection] (the reduced
     path by default, lifted to every sample, so accuracy and loss are those of the full state) from
-    the default start [`init_projection_state`][collapse_jax.data.init_projection_state] with
+    the default start [`init_projection_state`][collapse_jax.init_projection_state] with
     ``throw=False``.
     """
     z0 = init_projection_state(key, data.n_samples, data.n_classes, dim)
@@ -496,11 +496,11 @@ def projection_sweep(
     """Sweep the projection model (with or without stop-gradient) in one ``jit(vmap)`` call.
 
     Same grid, sharding, result type and file format as
-    [`embedding_sweep`][collapse_jax.models.embedding.embedding_sweep]; each member is
-    [`projection_member`][collapse_jax.models.projection.projection_member] (reduced path by
+    [`embedding_sweep`][collapse_jax.embedding_sweep]; each member is
+    [`projection_member`][collapse_jax.projection_member] (reduced path by
     default: its cost does not grow with ``per_class``). Run it twice
     (``stop_gradient=False/True``) for the phase diagram of
-    [`phase_diagram_figure`][collapse_jax.plots.phase_diagram_figure]. ``progress_meter`` (e.g.
+    [`phase_diagram_figure`][collapse_jax.phase_diagram_figure]. ``progress_meter`` (e.g.
     ``diffrax.TqdmProgressMeter()``) shows the progress of the slowest member (diffrax reduces
     over the ``vmap``).
     """

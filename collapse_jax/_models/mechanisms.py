@@ -1,7 +1,7 @@
 """The collapse-prevention mechanisms' own pieces: the EMA field and its closed form.
 
-Their losses live in [`collapse_jax.losses.mechanisms`][collapse_jax.losses.mechanisms]; their
-registry rows in [`collapse_jax.models`][collapse_jax.models].
+Their losses live in [`MechanismArgs`][collapse_jax.MechanismArgs]; their
+registry rows in [`MODELS`][collapse_jax.MODELS].
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Callable
 import equinox as eqx
 import numpy as np
 
-from ..data import init_embedding_state, init_projection_state
-from ..fields import VectorField
-from ..losses.mechanisms import EMAPredictorState, EMAState
+from .._data import init_embedding_state, init_projection_state
+from .._fields import VectorField
+from .._losses.mechanisms import EMAPredictorState, EMAState
 
 __all__ = ["EMAField", "ema_bias_matrix", "init_ema_state", "init_ema_predictor_state"]
 

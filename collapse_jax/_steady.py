@@ -1,6 +1,6 @@
 """Steady states of a gradient-flow field: integrate, polish, classify (docs/theory.md §3).
 
-[`find_steady_state`][collapse_jax.steady.find_steady_state] never reports a slow transient as
+[`find_steady_state`][collapse_jax.find_steady_state] never reports a slow transient as
 a fixed point. It
 
 1. integrates with the implicit default solver until ``diffrax.steady_state_event`` fires
@@ -21,8 +21,8 @@ most unstable eigenvector and keeps integrating. Whatever is left at ``t_max`` i
 
 The finder knows no model: the projection model's analysis on top of it (`W` spectrum, `Omega`,
 bias sectors, branch; branch counts over many starts, P2) is
-[`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point] and
-[`classify_starts`][collapse_jax.models.projection.classify_starts].
+[`projection_fixed_point`][collapse_jax.projection_fixed_point] and
+[`classify_starts`][collapse_jax.classify_starts].
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
-from ._deprecated import moved
-from .integrate import result_name, simulate
-from .spectral import (
+from ._integrate import result_name, simulate
+from ._spectral import (
     eigenvalues,
     jacobian,
 )
@@ -55,7 +54,7 @@ __all__ = [
 
 
 class SteadyState(NamedTuple):
-    """Outcome of [`find_steady_state`][collapse_jax.steady.find_steady_state] (host values).
+    """Outcome of [`find_steady_state`][collapse_jax.find_steady_state] (host values).
 
     Attributes:
         state: the polished state if ``status == "fixed-point"``, else the integrated one.
@@ -164,20 +163,20 @@ def find_steady_state(
         zero_tol: eigenvalues with `|lambda| <= zero_tol` count as zero modes.
         escape: relative nudge along the unstable eigenvector at a saddle.
         max_escapes: how many nudges to try.
-        rtol: passed to [`simulate`][collapse_jax.integrate.simulate] (implicit Kvaerno5: the
+        rtol: passed to [`simulate`][collapse_jax.simulate] (implicit Kvaerno5: the
             `W` block is stiff, docs/theory.md §6). The ``rtol``/``atol`` defaults are looser
             than the trajectory defaults: the end state is polished anyway, and at 1e-10 the
             stop-gradient runs took 2-3x more steps (K=3, n=4, M=2, d=4).
-        atol: passed to [`simulate`][collapse_jax.integrate.simulate] (see ``rtol``).
-        max_steps: passed to [`simulate`][collapse_jax.integrate.simulate].
-        progress_meter: passed to [`simulate`][collapse_jax.integrate.simulate].
+        atol: passed to [`simulate`][collapse_jax.simulate] (see ``rtol``).
+        max_steps: passed to [`simulate`][collapse_jax.simulate].
+        progress_meter: passed to [`simulate`][collapse_jax.simulate].
         advance: optional ``advance(z, t0, t1, event) -> (z1, t_reached, steps, result)``
             replacing the integration of ``field`` (e.g. the projection model's reduced path,
-            [`projection_fixed_point`][collapse_jax.models.projection.projection_fixed_point]);
+            [`projection_fixed_point`][collapse_jax.projection_fixed_point]);
             the polish and the Jacobian always use ``field``.
 
     Returns:
-        A [`SteadyState`][collapse_jax.steady.SteadyState].
+        A [`SteadyState`][collapse_jax.SteadyState].
     """
     if not 0 < t1 <= t_max:
         raise ValueError(f"need 0 < t1 <= t_max, got t1={t1}, t_max={t_max}")
@@ -261,11 +260,3 @@ def find_steady_state(
             z = unravel(flat + escape * scale * jnp.asarray(v / np.linalg.norm(v), flat.dtype))
             escapes += 1
         horizon = min(max(10.0 * t, t + t1), float(t_max))
-
-
-__getattr__ = moved(
-    __name__,
-    {name: "collapse_jax.models.projection" for name in (
-        "BRANCHES", "projection_fixed_point", "classify_starts",
-    )},
-)  # fmt: skip

@@ -11,7 +11,7 @@ shared covariance `C_S`:
 
 In the stop-gradient loss the predictor term holds `y` and the direct term holds `x` (so in
 the moment form: `y` in the first line's `W` terms, `xbar` in its direct terms, and `C`,
-`C_S` in `tr(C)`, `tr(C_S)`). [`moment_loss`][collapse_jax.reduced.moment_loss] writes this once
+`C_S` in `tr(C)`, `tr(C_S)`). [`moment_loss`][collapse_jax.moment_loss] writes this once
 with a held slot.
 
 **Derivation of the field.** Every sample of a group obeys `dx_i/dt = -dL/dx_i`, and inside a
@@ -25,8 +25,8 @@ samples; `G = W^T W`). Hence
   since `dL/dC = (m_g / 2) Q` this is `dC/dt = -(2/m_g) (dL/dC C + C dL/dC)`;
 * `y` and `W` move with `-dL/dy`, `-dL/dW` directly.
 
-So the reduced field is obtained from [`moment_loss`][collapse_jax.reduced.moment_loss] by
-``jax.grad`` and these group rules ([`ReducedField`][collapse_jax.reduced.ReducedField]),
+So the reduced field is obtained from [`moment_loss`][collapse_jax.moment_loss] by
+``jax.grad`` and these group rules ([`ReducedField`][collapse_jax.ReducedField]),
 conservative or stop-gradient through the same held slot as the full model. It reproduces the
 equations of docs/theory.md §3 ("Exact reduction"); its state has `2 K d + d + 3 d^2` numbers
 whatever ``n`` is (`C` is stored in full, `C_c` are not needed).
@@ -62,7 +62,7 @@ class ReducedState(NamedTuple):
     deviations, `dP/dt = -Q P`, `P(0) = I`, with the group's `Q` (see the module docstring).
     Every sample of a group moves as `x_i(t) = xbar(t) + P(t) (x_i(0) - xbar(0))`, so with them
     the reduced solution lifts back to the full state exactly
-    ([`lift_state`][collapse_jax.reduced.lift_state]): sample level metrics (accuracy, loss) and the
+    ([`lift_state`][collapse_jax.lift_state]): sample level metrics (accuracy, loss) and the
     full Jacobian of a fixed point come at the cost of `2 d^2` more numbers, still independent of
     ``n``.
     """
@@ -110,7 +110,7 @@ def _sym(a):
 
 class ReducedField(eqx.Module):
     """Diffrax field of the reduced model, derived from
-    [`moment_loss`][collapse_jax.reduced.moment_loss].
+    [`moment_loss`][collapse_jax.moment_loss].
 
     Attributes:
         stop_gradient: differentiate the live slot only (non-conservative field).
@@ -154,7 +154,7 @@ class ReducedField(eqx.Module):
     def stage_solve(self, t, r: ReducedState, eta, p: ReducedParams) -> ReducedState:
         """Exact solution `U` of `U = r + eta * implicit(U)` (the IMEX stage equation).
 
-        [`implicit`][collapse_jax.reduced.ReducedField.implicit] is affine in `(y, W)` with the slow
+        [`implicit`][collapse_jax.ReducedField.implicit] is affine in `(y, W)` with the slow
         variables fixed, so the stage is a linear solve. With `a = n + M`,
         `u_c = n xbar_c + M xbar_S` (rows of ``u``) and
         `S = n (C + sum_c xbar_c xbar_c^T) + K M (C_S + xbar_S xbar_S^T)`, the loss gives
@@ -169,8 +169,8 @@ class ReducedField(eqx.Module):
         Both matrices are symmetric positive definite (`u^T u <= a S` by Cauchy--Schwarz,
         so the second is `>= I + eta S / 2`): one `d x d` Cholesky solve, whatever `n`.
         The tests check the residual of the stage equation against
-        [`implicit`][collapse_jax.reduced.ReducedField.implicit], i.e. against ``jax.grad`` of
-        [`moment_loss`][collapse_jax.reduced.moment_loss].
+        [`implicit`][collapse_jax.ReducedField.implicit], i.e. against ``jax.grad`` of
+        [`moment_loss`][collapse_jax.moment_loss].
         """
         del t
         K, d = r.y.shape
@@ -207,7 +207,7 @@ def reduce_state(
 
     Covariances are `1/n sum (x_i - xbar)(x_i - xbar)^T` (population), summed over classes;
     ``shared_mask`` selects the active shared rows. ``lift=True`` adds the deviation
-    propagators `P = PS = I` (a start state for [`lift_state`][collapse_jax.reduced.lift_state]).
+    propagators `P = PS = I` (a start state for [`lift_state`][collapse_jax.lift_state]).
     """
     K, n = n_classes, per_class
     d = x.shape[-1]
@@ -246,8 +246,8 @@ def lift_state(z: ReducedState, x0, n_classes: int, per_class: int, shared_mask)
 
 
 def reduced_params(data) -> ReducedParams:
-    """[`ReducedParams`][collapse_jax.reduced.ReducedParams] of a
-    [`StandardData`][collapse_jax.data.StandardData]."""
+    """[`ReducedParams`][collapse_jax.ReducedParams] of a
+    [`StandardData`][collapse_jax.StandardData]."""
     dtype = data.shared_mask.dtype
     return ReducedParams(
         jnp.asarray(data.per_class, dtype), data.shared_count, jnp.asarray(data.shared_weight)

@@ -1,7 +1,7 @@
 """Self-consistent (Dyson-type) solution of the projection model by windowed Picard iteration.
 
 The equation iterated is written out in ``docs/dmft.md``. In short: split the order parameters
-of [`collapse_jax.reduced`][collapse_jax.reduced] into the predictor `W` and the rest,
+of [`reduced_field`][collapse_jax.reduced_field] into the predictor `W` and the rest,
 `u = (xbar_c, xbar_S, y_c, C, C_S)`. Given a trajectory `W(t)` the rest obeys *linear*
 equations (stop-gradient field, `G(t) = W(t)^T W(t)`, shared weight `w`, `M = w m`):
 
@@ -45,18 +45,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .metrics import min_l2
-from .reduced import ReducedParams, ReducedState, reduced_field
+from ._metrics import min_l2
+from ._reduced import ReducedParams, ReducedState, reduced_field
 
 __all__ = ["DMFTResult", "solve_dmft", "compare_with_direct"]
 
 
 class DMFTResult(NamedTuple):
-    """Output of [`solve_dmft`][collapse_jax.dmft.solve_dmft] (host arrays).
+    """Output of [`solve_dmft`][collapse_jax.solve_dmft] (host arrays).
 
     Attributes:
         t: window end times (and `t0`), `(T,)`.
-        states: [`ReducedState`][collapse_jax.reduced.ReducedState] with a leading time axis.
+        states: [`ReducedState`][collapse_jax.ReducedState] with a leading time axis.
         min_l2: MinL2 of the label embeddings at ``t``.
         iterations: Picard iterations used on each window, `(T-1,)`.
         changes: last `max |W^(k+1) - W^(k)|` on each window.
@@ -176,8 +176,8 @@ def solve_dmft(
     """Solve the self-consistent equation for `W(t)` on `[0, t1]` by windowed Picard iteration.
 
     Args:
-        z0: initial order parameters ([`reduce_state`][collapse_jax.reduced.reduce_state]).
-        params: group sizes ([`reduced_params`][collapse_jax.reduced.reduced_params]).
+        z0: initial order parameters ([`reduce_state`][collapse_jax.reduce_state]).
+        params: group sizes ([`reduced_params`][collapse_jax.reduced_params]).
         t1: end time; ``window``: window length (the last one may be shorter).
         tol: convergence threshold on `max |W^(k+1) - W^(k)|` at ``n_check`` points a window.
         max_iter: iterations a window before it is declared not converged.
@@ -249,12 +249,12 @@ def compare_with_direct(
 ) -> dict:
     """Check a self-consistent solution against a direct integration of the reduced field.
 
-    Integrates [`reduced_field`][collapse_jax.reduced.reduced_field] from ``z0`` with diffrax
+    Integrates [`reduced_field`][collapse_jax.reduced_field] from ``z0`` with diffrax
     Tsit5 (``rtol = atol = 1e-12``) and compares it with ``res`` at its window ends ``res.t[1:]``;
     what ``collapse-jax dmft`` reports.
 
     Args:
-        res: the output of [`solve_dmft`][collapse_jax.dmft.solve_dmft] from ``z0``.
+        res: the output of [`solve_dmft`][collapse_jax.solve_dmft] from ``z0``.
         z0: the reduced start the solve began from.
         params: the reduced-model parameters it used.
         stop_gradient: which field it solved.
@@ -265,7 +265,7 @@ def compare_with_direct(
         MinL2(t), its two parts, the wall time and diffrax result of the direct integration.
         With no window (``len(res.t) == 1``) only ``max_abs_difference``, NaN.
     """
-    from .integrate import result_name, simulate
+    from ._integrate import result_name, simulate
 
     if len(res.t) < 2:
         return {"max_abs_difference": float("nan")}

@@ -1,14 +1,14 @@
 """The registry of collapse-prevention mechanisms: name -> state, loss, field.
 
-Each [`Mechanism`][collapse_jax.mechanisms.Mechanism] bundles a loss of
-[`collapse_jax.losses.mechanisms`][collapse_jax.losses.mechanisms] (signature
+Each [`Mechanism`][collapse_jax.Mechanism] bundles a loss of
+[`MechanismArgs`][collapse_jax.MechanismArgs] (signature
 ``loss(state, held, args)`` with ``args`` a
-[`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs]), the default initial state of
+[`MechanismArgs`][collapse_jax.MechanismArgs]), the default initial state of
 docs/theory.md §1 (plus `y_ema = y` and `W = I + 0.1 N(0, 1)` where the state has them), which field
 to derive (conservative `-grad L(z, z)`, stop-gradient `-d_1 L(z, h)|_{h=z}`, or
-[`EMAField`][collapse_jax.mechanisms.EMAField]) and its main hyper-parameter. Fields, Jacobians
-([`collapse_jax.jacobian`][collapse_jax.spectral.jacobian]), integration
-([`collapse_jax.simulate`][collapse_jax.integrate.simulate]), steady states and sweeps take these
+[`EMAField`][collapse_jax.EMAField]) and its main hyper-parameter. Fields, Jacobians
+([`collapse_jax.jacobian`][collapse_jax.jacobian]), integration
+([`collapse_jax.simulate`][collapse_jax.simulate]), steady states and sweeps take these
 objects unchanged.
 
 | name | loss | field | main hyper-parameter (default) |
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import MODELS, Model, get_model
-from .models.mechanisms import EMAField, ema_bias_matrix
+from ._models import MODELS, Model, get_model
+from ._models.mechanisms import EMAField, ema_bias_matrix
 
 __all__ = [
     "Mechanism",
@@ -41,10 +41,10 @@ __all__ = [
     "ema_bias_matrix",
 ]
 
-#: A mechanism is a row of the one registry ([`Model`][collapse_jax.models.Model]).
+#: A mechanism is a row of the one registry ([`Model`][collapse_jax.Model]).
 Mechanism = Model
 
-#: The compared mechanisms: the rows of [`MODELS`][collapse_jax.models.MODELS] named in the
+#: The compared mechanisms: the rows of [`MODELS`][collapse_jax.MODELS] named in the
 #: table above (the same objects, not copies); models registered later are not compared.
 MECHANISMS: dict[str, Model] = {
     name: MODELS[name]
@@ -63,6 +63,6 @@ def get_mechanism(name: str) -> Model:
 
 def mechanism_metrics(mech: Model, state, data, args) -> dict[str, Any]:
     """MinL2, loss value and nearest-label accuracy of one state (docs/theory.md §1): the
-    registry row's ``metrics`` ([`label_metrics`][collapse_jax.models.label_metrics] by default).
+    registry row's ``metrics`` ([`label_metrics`][collapse_jax.label_metrics] by default).
     `vmap` over a leading time axis of ``state`` for a trajectory."""
     return mech.metrics(mech, state, data, args)

@@ -14,8 +14,8 @@ sectors (plus, in a fixed-shape sweep, the inactive shared rows):
 * inactive shared rows (weight 0) do not move: eigenvalue 0.
 
 `M = w m` is the total shared weight (`w = 1` for the standard data set). Everything here
-works on a [`StandardData`][collapse_jax.data.StandardData] and is `jit`/`vmap`-compatible except
-[`sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues], which returns host arrays with
+works on a [`StandardData`][collapse_jax.StandardData] and is `jit`/`vmap`-compatible except
+[`sector_eigenvalues`][collapse_jax.sector_eigenvalues], which returns host arrays with
 multiplicities.
 """
 
@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._data import StandardData
 from ._types import Array, EmbeddingState, Float
-from .data import StandardData
 
 __all__ = [
     "lambda_pm",
@@ -191,7 +191,7 @@ def exact_min_l2(
     state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
 ) -> Float[Array, " times"]:
     """`MinL2(t)` on the exact path, free of round-off (see
-    [`exact_class_distances`][collapse_jax.exact.exact_class_distances])."""
+    [`exact_class_distances`][collapse_jax.exact_class_distances])."""
     D = exact_class_distances(state0, data, ts)
     K = D.shape[-1]
     return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D), axis=(-2, -1))
@@ -203,11 +203,11 @@ def compare_with_exact(
     """A measured `MinL2(t)` of the embedding model against its exact path and rates.
 
     What ``collapse-jax simulate`` reports for the embedding model: the exact curve
-    ([`exact_min_l2`][collapse_jax.exact.exact_min_l2]) from the same start, the largest
+    ([`exact_min_l2`][collapse_jax.exact_min_l2]) from the same start, the largest
     relative error of ``min_l2`` against it where the exact value is still resolved (above
     ``resolved`` times its first value: below that the measured curve is round-off), and the
     predicted slow and fast rates `lambda_+`, `lambda_-`
-    ([`lambda_pm`][collapse_jax.exact.lambda_pm]).
+    ([`lambda_pm`][collapse_jax.lambda_pm]).
 
     Args:
         state0: the start.
@@ -242,7 +242,7 @@ def teacher_student_hessian(moments) -> np.ndarray:
     with the `a`-th components of `y_±`, the same way for every `a`, so its full Hessian is
     `H_row (x) I_p` with, in the order `(U_a, y_+a, y_-a)`,
     `H_row = [[S, -mu_+, -mu_-], [-mu_+^T, pi_+, 0], [-mu_-^T, 0, pi_-]]`
-    (moments of [`TeacherStudentMoments`][collapse_jax.data.TeacherStudentMoments]).
+    (moments of [`TeacherStudentMoments`][collapse_jax.TeacherStudentMoments]).
     """
     S, mu, pi = (np.asarray(a, dtype=np.float64) for a in moments)
     D = S.shape[0]

@@ -1,7 +1,7 @@
 """Linear teacher-student model (docs/theory.md §4), written on the data moments.
 
 With `x_i = U xi_i` and the moments of
-[`TeacherStudentMoments`][collapse_jax.data.TeacherStudentMoments] (`S = (1/P) sum_i xi_i xi_i^T`,
+[`TeacherStudentMoments`][collapse_jax.TeacherStudentMoments] (`S = (1/P) sum_i xi_i xi_i^T`,
 `mu_c = (1/P) sum_{i in c} xi_i`, `pi_c = P_c / P`), every sample sum expands (docs/theory.md §6) as
 
 `(1/P) sum_i 1/2 |A xi_i - b_{c_i}|^2 = 1/2 tr(A S A^T) - sum_c b_c . (A mu_c)
@@ -11,8 +11,8 @@ for any matrix `A` and label vectors `b_c`. No `P x p` embedding array is built;
 loss (and of its gradient) is `O(p D^2)`.
 """
 
+from .._data import TeacherStudentMoments
 from .._types import Scalar, TeacherStudentState
-from ..data import TeacherStudentMoments
 
 __all__ = ["teacher_student_loss", "teacher_student_projection_loss", "mean_square_pairs"]
 
@@ -40,7 +40,7 @@ def teacher_student_loss(
     Nothing is held fixed (``held`` unused): the field is `-grad L`, linear and conservative;
     its Hessian is `H_row (x) I_p` with `H_row = [[S, -mu_+, -mu_-], [-mu_+^T, pi_+, 0],
     [-mu_-^T, 0, pi_-]]` (see
-    [`collapse_jax.exact.teacher_student_hessian`][collapse_jax.exact.teacher_student_hessian]).
+    [`teacher_student_hessian`][collapse_jax.teacher_student_hessian]).
     """
     del held
     return mean_square_pairs(state.U, state.y, moments)
@@ -56,7 +56,7 @@ def teacher_student_projection_loss(
     `h(.)` reads the held slot: the label in the predictor term and the student map in the
     direct term. With ``held = state`` this is the conservative loss; the stop-gradient field
     differentiates the first slot only
-    ([`collapse_jax.fields.vector_field`][collapse_jax.fields.vector_field]).
+    ([`vector_field`][collapse_jax.vector_field]).
     """
     # predictor branch: W and U learn towards the held labels
     predictor = mean_square_pairs(state.W @ state.U, held.y, moments)

@@ -6,14 +6,14 @@ static under `jit`/`vmap`, so a sweep over the frustration ratio keeps the numbe
 rows fixed (``max_shared``) and changes which of them are active and with what weight.
 
 Rule for mapping a frustration ratio `phi` to shared rows (the toolkit always reports the `M`
-it used, see [`StandardData.shared_total`][collapse_jax.data.StandardData.shared_total]):
+it used, see [`StandardData.shared_total`][collapse_jax.StandardData.shared_total]):
 
 * ``"round"`` (default): `M = round(phi K n / (1 - phi))` shared rows are active with weight 1,
   the rest are inactive (weight 0). Every closed form of docs/theory.md §2 holds exactly.
 * ``"spread"``: every one of the ``max_shared`` rows is active with weight
   `w = M / max_shared`, `M = phi K n / (1 - phi)` unrounded. The total shared weight is `M`, so
   sector II (`lambda_pm`, the collapse rate) holds with that `M`; sectors I and III use `w`
-  (see [`collapse_jax.exact.sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues]).
+  (see [`sector_eigenvalues`][collapse_jax.sector_eigenvalues]).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ class TeacherStudentData(eqx.Module):
         return jnp.mean(self.frustrated, axis=-1)
 
     def moments(self) -> TeacherStudentMoments:
-        """[`TeacherStudentMoments`][collapse_jax.data.TeacherStudentMoments] of the inputs (cost
+        """[`TeacherStudentMoments`][collapse_jax.TeacherStudentMoments] of the inputs (cost
         `O(P D^2)`, once per data set)."""
         return _moments(self.xi, self.labels)
 
@@ -270,7 +270,7 @@ class TeacherStudentData(eqx.Module):
 
         Normalised by the batch size (`(1/B) sum_{i in batch}`), so the loss on these moments
         is the minibatch mean loss: an unbiased estimate of the full loss and gradient. For
-        stochastic training with [`collapse_jax.integrate.train`][collapse_jax.integrate.train]
+        stochastic training with [`train`][collapse_jax.train]
         (``sample_args``).
         """
         B = _check_int("batch_size", batch_size, 1)
@@ -316,7 +316,7 @@ def teacher_student_data(
     `round(f P/2)` samples of smallest `u_i` are frustrated (`s_i = -c_i`: they keep their label
     but sit at the opposite peak). The realised fraction is therefore `round(f P/2) / (P/2)` in
     each class (reported by
-    [`TeacherStudentData.frustration_realised`][collapse_jax.data.TeacherStudentData.frustration_realised]),
+    [`TeacherStudentData.frustration_realised`][collapse_jax.TeacherStudentData.frustration_realised]),
     the frustrated sets are nested as `f` grows, and the noise `z` and teacher do not depend on `f`.
 
     Args:
@@ -380,7 +380,7 @@ def init_projection_state(
     """Default initial state of the projection model (docs/theory.md §1).
 
     `x ~ N(0, 1)`, `y ~ 2 N(0, 1)` exactly as
-    [`init_embedding_state`][collapse_jax.data.init_embedding_state] draws them from ``key`` (so
+    [`init_embedding_state`][collapse_jax.init_embedding_state] draws them from ``key`` (so
     both models start from the same embeddings for one seed), and `W = I + 0.1 N(0, 1)` drawn from
     ``jax.random.fold_in(key, 1)``.
     """

@@ -1,15 +1,15 @@
 """The linear teacher–student model (docs/theory.md §4): its metrics.
 
-Data, loss, field and runs: [`collapse_jax.teacher_student`][collapse_jax.teacher_student]; its
-Hessian and slow rate: [`teacher_student_hessian`][collapse_jax.exact.teacher_student_hessian].
+Data, loss, field and runs: [`run_teacher_student`][collapse_jax.run_teacher_student]; its
+Hessian and slow rate: [`teacher_student_hessian`][collapse_jax.teacher_student_hessian].
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .._metrics import ROUNDOFF_FACTOR
 from .._types import Array, Float
-from ..metrics import ROUNDOFF_FACTOR
 
 __all__ = ["binary_accuracy_scale_free", "teacher_student_metrics"]
 
@@ -24,7 +24,7 @@ def binary_accuracy_scale_free(state, data) -> Float[Array, ""]:
     no product underflows while the state itself is representable (a float64 run that squared
     unnormalised distances fell to a tie, accuracy 0.5, docs/theory.md §4). NaN when the state is
     zero or not finite, or when the relative separation `MinL2 / scale` is at the round-off floor
-    ([`ROUNDOFF_FACTOR`][collapse_jax.metrics.ROUNDOFF_FACTOR] `* eps`), where the sign is an
+    ([`ROUNDOFF_FACTOR`][collapse_jax.ROUNDOFF_FACTOR] `* eps`), where the sign is an
     artefact.
     """
     U, y = state.U, state.y
@@ -49,7 +49,7 @@ def teacher_student_metrics(state, data, loss) -> dict[str, Float[Array, ""]]:
 
     Args:
         state: [`TeacherStudentState`][collapse_jax.TeacherStudentState].
-        data: [`TeacherStudentData`][collapse_jax.data.TeacherStudentData].
+        data: [`TeacherStudentData`][collapse_jax.TeacherStudentData].
         loss: the model's ``loss(state, held, moments)``; evaluated at ``held = state``.
 
     `vmap` over a leading time axis of ``state`` for a trajectory (docs/theory.md §4).

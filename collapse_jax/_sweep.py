@@ -1,10 +1,10 @@
 """Sweeps over frustration ratios x seeds: ``jit(vmap(single))``, sharded over every device.
 
 One member is written once (e.g.
-[`embedding_member`][collapse_jax.models.embedding.embedding_member]); the sweep flattens the
+[`embedding_member`][collapse_jax.embedding_member]); the sweep flattens the
 `frustration x seed` grid into one axis, pads it to a multiple of the device count,
 lays it out over a one-axis `jax.sharding.Mesh` (``"sweep"``) and runs ``jit(vmap(member))``. Across
-hosts, call [`initialize_distributed`][collapse_jax.sweep.initialize_distributed] (a thin wrapper of
+hosts, call [`initialize_distributed`][collapse_jax.initialize_distributed] (a thin wrapper of
 ``jax.distributed.initialize``) first on every process: the mesh then spans every device of every
 host, each host builds only its own shards (``jax.make_array_from_callback``), and the results are
 gathered with ``multihost_utils.process_allgather``.
@@ -25,8 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._deprecated import moved
-from .data import (
+from ._data import (
     frustration_data,
     shared_from_frustration,
 )
@@ -195,10 +194,10 @@ def frustration_sweep(
 
     ``member`` returns ``min_l2``, ``accuracy``, ``accuracy_all``, ``loss`` (each `(T,)` at
     ``ts``), ``result`` and ``steps``; the data of each ratio come from
-    [`frustration_data`][collapse_jax.data.frustration_data] (``rule``, ``max_shared``: default
+    [`frustration_data`][collapse_jax.frustration_data] (``rule``, ``max_shared``: default
     the most any ratio needs) and the key of each seed is ``PRNGKey(seed)``. Any model's sweep
     is this call with its member (e.g.
-    [`embedding_sweep`][collapse_jax.models.embedding.embedding_sweep]).
+    [`embedding_sweep`][collapse_jax.embedding_sweep]).
     """
     phis, seeds, data, max_shared, keys = _grid(
         frustration, seeds, n_classes, per_class, rule, max_shared
@@ -273,7 +272,7 @@ def save_sweep(result: SweepResult, path) -> str:
 
 
 def load_sweep(path) -> SweepResult:
-    """Read a file written by [`save_sweep`][collapse_jax.sweep.save_sweep] back,
+    """Read a file written by [`save_sweep`][collapse_jax.save_sweep] back,
     bit-identically."""
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in _ARRAYS}
@@ -291,17 +290,3 @@ def collapse_time(ts, min_l2, fraction: float = 1e-2) -> np.ndarray:
     below = v < fraction * v[..., :1]
     idx = np.argmax(below, axis=-1)
     return np.where(below.any(axis=-1), ts[idx], np.nan)
-
-
-__getattr__ = moved(
-    __name__,
-    {
-        **{name: "collapse_jax.models.embedding" for name in (
-            "embedding_member", "embedding_sweep", "fitted_rates",
-        )},
-        **{name: "collapse_jax.models.projection" for name in (
-            "projection_member", "projection_sweep", "PROJECTION_SWEEP_RTOL",
-            "PROJECTION_SWEEP_ATOL",
-        )},
-    },
-)  # fmt: skip

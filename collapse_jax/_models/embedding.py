@@ -1,11 +1,11 @@
 """The embedding model (docs/theory.md §2): its metrics and its Jacobian spectrum report.
 
-Registry row ``mse`` of [`collapse_jax.models`][collapse_jax.models]. The state is
+Registry row ``mse`` of [`MODELS`][collapse_jax.MODELS]. The state is
 [`EmbeddingState`][collapse_jax.EmbeddingState], the start
-[`init_embedding_state`][collapse_jax.data.init_embedding_state], the loss
-[`embedding_loss`][collapse_jax.losses.embedding_loss], the closed forms in
-[`collapse_jax.exact`][collapse_jax.exact] and
-[`embedding_spectrum`][collapse_jax.models.embedding_spectrum].
+[`init_embedding_state`][collapse_jax.init_embedding_state], the loss
+[`embedding_loss`][collapse_jax.embedding_loss], the closed forms in
+[`exact_solution`][collapse_jax.exact_solution] and
+[`embedding_spectrum`][collapse_jax.embedding_spectrum].
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._data import ShareRule, StandardData, init_embedding_state
+from .._exact import exact_min_l2, exact_solution, lambda_pm, sector_eigenvalues
+from .._fields import vector_field
+from .._integrate import log_times, simulate
+from .._losses import embedding_loss
+from .._metrics import fit_fast_rate, fit_slow_rate, min_l2, nearest_label_accuracy
+from .._spectral import asymmetry_norm, eigenvalues, is_symmetric, jacobian, sector_spectra
+from .._sweep import SweepResult, frustration_sweep
 from .._types import Array, Float
-from ..data import ShareRule, StandardData, init_embedding_state
-from ..exact import exact_min_l2, exact_solution, lambda_pm, sector_eigenvalues
-from ..fields import vector_field
-from ..integrate import log_times, simulate
-from ..losses import embedding_loss
-from ..metrics import fit_fast_rate, fit_slow_rate, min_l2, nearest_label_accuracy
-from ..spectral import asymmetry_norm, eigenvalues, is_symmetric, jacobian, sector_spectra
-from ..sweep import SweepResult, frustration_sweep
 
 __all__ = [
     "embedding_metrics",
@@ -38,10 +38,10 @@ __all__ = [
 def embedding_metrics(state, data) -> dict[str, Float[Array, ""]]:
     """MinL2, loss and accuracies of one embedding-model state (docs/theory.md §1, §2).
 
-    ``data`` is a [`StandardData`][collapse_jax.data.StandardData]; `vmap` over a leading time axis
+    ``data`` is a [`StandardData`][collapse_jax.StandardData]; `vmap` over a leading time axis
     of ``state`` for a trajectory.
     """
-    from ..losses import embedding_loss
+    from .._losses import embedding_loss
 
     n_clean = data.n_classes * data.per_class
     acc, acc_all = nearest_label_accuracy(
@@ -62,7 +62,7 @@ def embedding_spectrum_report(field, state, data: StandardData) -> dict:
     ``numeric_imag``, ``predicted``, ``max_abs_error`` (max over the whole sorted spectrum and
     over every sector), ``sectors``, ``symmetric``, ``asymmetry_norm``; plus
     ``sector_leakage`` (largest leakage, see
-    [`sector_spectra`][collapse_jax.spectral.sector_spectra]).
+    [`sector_spectra`][collapse_jax.sector_spectra]).
     """
     dim = state.x.shape[-1]
     J = jacobian(field, state, data.matrix())
@@ -99,7 +99,7 @@ def embedding_member(
     """One sweep member of the embedding model: metrics at ``ts`` from the default start.
 
     ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
-    [`simulate`][collapse_jax.integrate.simulate] with ``solve_kw`` (and ``throw=False``). With
+    [`simulate`][collapse_jax.simulate] with ``solve_kw`` (and ``throw=False``). With
     ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
     no state is formed) and accuracy and loss are NaN.
     """
@@ -161,12 +161,12 @@ def embedding_sweep(
         ts: save times (default 100 log-spaced in `[1e-2, 1e3]`).
         method: ``"exact"`` (sector fast path) or ``"integrate"`` (diffrax, ``solve_kw``).
         rule: how ratios become shared rows
-            ([`frustration_data`][collapse_jax.data.frustration_data]).
+            ([`frustration_data`][collapse_jax.frustration_data]).
         max_shared: the fixed number of shared rows
-            ([`frustration_data`][collapse_jax.data.frustration_data]); default: the most any
+            ([`frustration_data`][collapse_jax.frustration_data]); default: the most any
             ratio needs.
         devices: devices of the sweep mesh (default all).
-        full_metrics: see [`embedding_member`][collapse_jax.models.embedding.embedding_member].
+        full_metrics: see [`embedding_member`][collapse_jax.embedding_member].
     """
     ts = log_times(1e-2, 1e3, 100) if ts is None else jnp.asarray(ts)
 

@@ -2,9 +2,9 @@
 
 Eigenvalues are always taken on the host CPU in float64 with numpy: the stop-gradient
 Jacobian is not symmetric and JAX has no general ``eig`` on GPU. Jacobians of derived fields
-come from autodiff of the field itself ([`VectorField`][collapse_jax.fields.VectorField] is written
+come from autodiff of the field itself ([`VectorField`][collapse_jax.VectorField] is written
 so that this is correct for stop-gradient fields too) and can be checked against
-[`finite_difference_jacobian`][collapse_jax.spectral.finite_difference_jacobian].
+[`finite_difference_jacobian`][collapse_jax.finite_difference_jacobian].
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._deprecated import moved
-from .data import StandardData
+from ._data import StandardData
 
 __all__ = [
     "jacobian",
@@ -63,7 +62,7 @@ def _central_differences(field, state, args, h):
 
 def finite_difference_jacobian(field, state, args, step: float | None = None) -> np.ndarray:
     """Central finite differences of the field, column by column (the reference for
-    [`jacobian`][collapse_jax.spectral.jacobian]). Error `O(step^2)` plus round-off
+    [`jacobian`][collapse_jax.jacobian]). Error `O(step^2)` plus round-off
     `O(eps / step)`; default step `eps^(1/3)` times the state scale."""
     f, flat = _flat_field(field, state, args)
     eps = float(jnp.finfo(flat.dtype).eps)
@@ -110,7 +109,7 @@ def sector_basis(data: StandardData) -> dict[str, np.ndarray]:
     """Orthonormal bases of the invariant sectors in the row space `(N + K)` (docs/theory.md §2).
 
     Row order: clean samples class-major, shared rows, then labels. Keys as in
-    [`collapse_jax.exact.sector_eigenvalues`][collapse_jax.exact.sector_eigenvalues]. Sector II
+    [`sector_eigenvalues`][collapse_jax.sector_eigenvalues]. Sector II
     pairs each class-bias direction `b` (sum zero over classes) with `(b_c / sqrt(n)` on class `c`'s
     clean rows`)` and with `b` on the labels; sector III is spanned by the normalised indicators of
     the clean rows, the labels and the active shared rows.
@@ -176,15 +175,3 @@ def sector_spectra(J: np.ndarray, data: StandardData, dim: int) -> dict[str, dic
             "leakage": float(np.linalg.norm(J @ Q - Q @ Jr)),
         }
     return out
-
-
-__getattr__ = moved(
-    __name__,
-    {
-        **{name: "collapse_jax.models.projection" for name in (
-            "omega", "omega_max_eigenvalue", "label_span_spectrum", "bias_sectors",
-            "projection_spectrum_report", "steady_state_spectrum_report",
-        )},
-        "embedding_spectrum_report": "collapse_jax.models.embedding",
-    },
-)  # fmt: skip

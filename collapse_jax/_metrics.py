@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from ._deprecated import moved
 from ._types import Array, Float
 
 __all__ = [
@@ -56,7 +55,7 @@ def nearest_label_accuracy(
     `|y_k - ybar|^2 - 2 (p_i - ybar).(y_k - ybar)` (centred, so no `N x K x d` tensor and no
     cancellation against `|p_i|^2`). Both values are
     NaN when MinL2 is at the round-off floor
-    ([`roundoff_floor`][collapse_jax.metrics.roundoff_floor]).
+    ([`roundoff_floor`][collapse_jax.roundoff_floor]).
     """
     ybar = jnp.mean(y, axis=0)
     yc = y - ybar
@@ -108,7 +107,7 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
 
     With `MinL2(t) = |u e^{l+ t} + v e^{l- t}|`, `log MinL2 - (l+ t + log|u|)` decays as
     `c e^{(l- - l+) t}`. The residual of the slow fit
-    ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate], whose window also gives the line) is
+    ([`fit_slow_rate`][collapse_jax.fit_slow_rate], whose window also gives the line) is
     fitted where `1e-9 < |residual| < 1e-2`, before the slow window; the returned rate is that slope
     plus the slow rate. NaN with fewer than three points. ``slow_rate`` is accepted for symmetry but
     the line is always refitted.
@@ -126,14 +125,3 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
         return float("nan")
     rel, _ = np.polyfit(ts[window], np.log(resid[window]), 1)
     return float(rel + slope)
-
-
-__getattr__ = moved(
-    __name__,
-    {
-        "embedding_metrics": "collapse_jax.models.embedding",
-        "projection_metrics": "collapse_jax.models.projection",
-        "binary_accuracy_scale_free": "collapse_jax.models.teacher_student",
-        "teacher_student_metrics": "collapse_jax.models.teacher_student",
-    },
-)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .fields import VectorField, training_loss
+from ._fields import VectorField, training_loss
 
 __all__ = [
     "result_name",
@@ -91,13 +91,13 @@ def simulate(
     """Integrate `dz/dt = field(t, z, args)` from ``state0`` at ``t0``.
 
     Args:
-        field: a [`VectorField`][collapse_jax.fields.VectorField] (any diffrax-shaped callable
+        field: a [`VectorField`][collapse_jax.VectorField] (any diffrax-shaped callable
             works), or a diffrax term (e.g. the ``MultiTerm`` of an IMEX split) passed as it is.
         state0: initial state pytree.
         args: passed to the field (the alignment matrix for the minimal models).
         ts: save times; default 100 log-spaced times in `[1e-2, t1]` (`t1` default 1e3).
         t1: end time; default ``ts[-1]``.
-        solver: default [`default_solver`][collapse_jax.integrate.default_solver] (implicit
+        solver: default [`default_solver`][collapse_jax.default_solver] (implicit
             Kvaerno5: the problem is stiff).
         stepsize_controller: default ``PIDController(rtol, atol)``.
         saveat: default ``SaveAt(ts=ts)``.
@@ -107,7 +107,7 @@ def simulate(
             member of a ``vmap`` sweep does not sink its batch.
         progress_meter: e.g. ``diffrax.TqdmProgressMeter()`` (stderr).
         event: a ``diffrax.Event``, e.g. ``Event(steady_state_event())`` to stop at a steady
-            state (see [`collapse_jax.steady`][collapse_jax.steady]).
+            state (see [`find_steady_state`][collapse_jax.find_steady_state]).
 
     Returns:
         The ``diffrax.Solution`` (``ts``, ``ys``, ``result``, ``stats``).
@@ -154,7 +154,7 @@ def train(
 ):
     """Discrete training with an optax optimiser on the same loss as the flow.
 
-    The gradient is that of [`training_loss`][collapse_jax.fields.training_loss]
+    The gradient is that of [`training_loss`][collapse_jax.training_loss]
     (``lax.stop_gradient`` on the held slot when ``stop_gradient``), so with ``optax.sgd(lr)`` step
     `k` approximates the gradient flow at `t = k lr`. Any ``optax.GradientTransformation`` works
     (momentum, ``optax.adam``, ``optax.chain(optax.add_decayed_weights(wd), ...)`` for weight

@@ -9,8 +9,8 @@ def projection_loss(state: ProjectionState, held: ProjectionState, A: Alignment)
 
     With ``held = state`` this is `L_P(x, y, W)` and its gradient the conservative field; with
     ``held`` frozen it is `L_P^sg` (same value), whose first-slot gradient is the stop-gradient
-    field `F_sg` (see [`collapse_jax.fields`][collapse_jax.fields]). Both pair sums use the expanded
-    form ([`pair_sum`][collapse_jax.losses.pair_sum]), cost `O(N d (d + K))`, for any `A` and any
+    field `F_sg` (see [`vector_field`][collapse_jax.vector_field]). Both pair sums use the expanded
+    form ([`pair_sum`][collapse_jax.pair_sum]), cost `O(N d (d + K))`, for any `A` and any
     `d`.
     """
     # Held: the label targets of the predictor term and the sample targets of the direct term.

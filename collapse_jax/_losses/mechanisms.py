@@ -2,8 +2,8 @@
 
 Every loss has the package signature ``loss(state, held, args)`` (docs/theory.md §3: ``held`` is the
 slot where stop-gradient copies stand) with ``args`` a
-[`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs]: the alignment matrix `A` of
-[`matrix`][collapse_jax.data.StandardData.matrix] (frustration masks included: an all-zero row is an
+[`MechanismArgs`][collapse_jax.MechanismArgs]: the alignment matrix `A` of
+[`matrix`][collapse_jax.StandardData.matrix] (frustration masks included: an all-zero row is an
 inactive sample) and a dict of hyper-parameters, so that a sweep can `vmap` over both. Conventions
 follow docs/theory.md: sums over sample–label pairs, factor `1/2` on squared distances, every pair
 sum in expanded form (docs/theory.md §6: the `N x K` distance matrix is formed by a matrix product,
@@ -15,7 +15,7 @@ Mechanisms (formula next to each function):
 * ``infonce_loss``: contrastive, InfoNCE over the label embeddings with temperature `tau`.
 * ``ema_loss``: samples align with a held exponential-moving-average copy `y_ema` of the
   labels; `y_ema` relaxes as `dy_ema/dt = (y - y_ema) / tau_ema` (the field wrapper is
-  [`collapse_jax.mechanisms.EMAField`][collapse_jax.mechanisms.EMAField]).
+  [`EMAField`][collapse_jax.EMAField]).
 * ``vicreg_loss``: `L_E` plus the VICReg variance hinge and covariance penalty on the samples.
 * ``ema_predictor_loss``: the projection model's predictor `W` with stop-gradient, aiming at
   the EMA target (BYOL-like); with `tau_ema -> 0` it is the stop-gradient projection model.
@@ -114,7 +114,7 @@ def infonce_loss(state, held, args: MechanismArgs) -> Scalar:
     baseline plus a softmax-weighted repulsion from every label (the negatives); it only
     rescales time, not fixed points. `tau -> infinity` makes the repulsion uniform, `tau -> 0`
     a hard nearest-negative margin. Conservative. `O(N K d)`: the distance matrix comes from
-    [`squared_distances`][collapse_jax.losses.mechanisms.squared_distances].
+    [`squared_distances`][collapse_jax.squared_distances].
     """
     del held
     tau = args.params["tau"]
@@ -131,7 +131,7 @@ def ema_loss(state: EMAState, held: EMAState, args: MechanismArgs) -> Scalar:
     Samples align with the held EMA copy of the labels, labels with the held samples; the live
     `y_ema` does not enter, so the loss gives it no force. Its dynamics is the relaxation
     `dy_ema/dt = (y - y_ema) / tau_ema` added by
-    [`collapse_jax.mechanisms.EMAField`][collapse_jax.mechanisms.EMAField]. At `tau_ema -> 0`
+    [`EMAField`][collapse_jax.EMAField]. At `tau_ema -> 0`
     (`y_ema = y`) the field is exactly the MSE field `-grad L_E`; for `tau_ema > 0` the target lags.
     Only the stop-gradient field is meaningful.
     """
@@ -159,13 +159,13 @@ def smooth_hinge(u, delta):
 
 def vicreg_terms(x: Float[Array, "samples dim"], A: Alignment, gamma, delta=0.1, eps=1e-4):
     """VICReg statistics of the samples present (weights `p_i`,
-    [`sample_presence`][collapse_jax.losses.mechanisms.sample_presence]).
+    [`sample_presence`][collapse_jax.sample_presence]).
 
     Mean `m = sum_i p_i x_i / P`, covariance `C = sum_i p_i (x_i - m)(x_i - m)^T / P` with
     `P = sum_i p_i` (population normalisation, so inactive rows never count), per-dimension
     `std_j = sqrt(C_jj + eps)` (`eps = 1e-4` as in VICReg). Returns ``(hinge, offdiag, P)``:
     `hinge = sum_j h(gamma - std_j)` with `h` the
-    [`smooth_hinge`][collapse_jax.losses.mechanisms.smooth_hinge] of width ``delta``, and
+    [`smooth_hinge`][collapse_jax.smooth_hinge] of width ``delta``, and
     `offdiag = (1/d) sum_{j != k} C_jk^2`. `O(N d^2)`.
     """
     p = sample_presence(A)
@@ -186,9 +186,9 @@ def vicreg_loss(state, held, args: MechanismArgs) -> Scalar:
 
     `L_V = L_E + P [ mu sum_j h(gamma - std_j(x)) + (nu/d) sum_{j != k} C_jk(x)^2 ]`
 
-    with the statistics of [`vicreg_terms`][collapse_jax.losses.mechanisms.vicreg_terms] (`P` =
+    with the statistics of [`vicreg_terms`][collapse_jax.vicreg_terms] (`P` =
     number of samples present; `h` the relu hinge smoothed over ``delta``,
-    [`smooth_hinge`][collapse_jax.losses.mechanisms.smooth_hinge]). The factor `P` makes the
+    [`smooth_hinge`][collapse_jax.smooth_hinge]). The factor `P` makes the
     regularisers per-sample terms like the summed alignment loss (VICReg averages every term over
     the batch). Hyper-parameters ``mu`` (variance weight, the main one), ``nu`` (covariance weight),
     ``gamma`` (target std), ``delta`` (hinge smoothing). Conservative.
@@ -207,8 +207,8 @@ def ema_predictor_loss(
     `L(z, h) = 1/2 sum_ic A_ic [ |W x_i - h.y_ema_c|^2 + |y_c - h.x_i|^2 ]`
 
     With `tau_ema -> 0` (`y_ema = y`) this is `L_P^sg` of docs/theory.md §3 (SimSiam); `y_ema`
-    relaxes as in [`ema_loss`][collapse_jax.losses.mechanisms.ema_loss]
-    ([`collapse_jax.mechanisms.EMAField`][collapse_jax.mechanisms.EMAField]).
+    relaxes as in [`ema_loss`][collapse_jax.ema_loss]
+    ([`EMAField`][collapse_jax.EMAField]).
     """
     # held: the EMA target of the predictor branch, and the samples as targets of the labels
     predictor = pair_sum(args.A, state.x @ state.W.T, held.y_ema)
@@ -218,7 +218,7 @@ def ema_predictor_loss(
 
 def predictor_loss(state, held, args: MechanismArgs) -> Scalar:
     """`L_P(z, h)` of docs/theory.md §3 (predictor `W`), on
-    [`MechanismArgs`][collapse_jax.losses.mechanisms.MechanismArgs].
+    [`MechanismArgs`][collapse_jax.MechanismArgs].
 
     With the stop-gradient field this is SimSiam (stop-gradient + predictor); with the
     conservative field it is the projection head without stop-gradient (collapses, P1).

@@ -1,17 +1,17 @@
 """The linear teacher-student model end to end (docs/theory.md §4).
 
-Data ([`teacher_student_data`][collapse_jax.data.teacher_student_data]) -> loss
-(`collapse_jax.losses.teacher_student`) -> field
-([`vector_field`][collapse_jax.fields.vector_field]) -> diffrax
-([`simulate`][collapse_jax.integrate.simulate]) -> metrics
-([`teacher_student_metrics`][collapse_jax.models.teacher_student.teacher_student_metrics])
+Data ([`teacher_student_data`][collapse_jax.teacher_student_data]) -> loss
+(`teacher_student_loss`) -> field
+([`vector_field`][collapse_jax.vector_field]) -> diffrax
+([`simulate`][collapse_jax.simulate]) -> metrics
+([`teacher_student_metrics`][collapse_jax.teacher_student_metrics])
 and, on the host, the
 fitted slow rate `phi_eff(f)` and the plain model's closed-form rate (smallest relevant Hessian
 eigenvalue).
 
-[`teacher_student_member`][collapse_jax.teacher_student.teacher_student_member] is the single,
+[`teacher_student_member`][collapse_jax.teacher_student_member] is the single,
 traceable case (frustration may be traced, so `jit(vmap(...))` over `f` or over keys works);
-[`run_teacher_student`][collapse_jax.teacher_student.run_teacher_student] adds the host summary the
+[`run_teacher_student`][collapse_jax.run_teacher_student] adds the host summary the
 CLI reports.
 """
 
@@ -25,13 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import init_teacher_student_state, teacher_student_data
-from .exact import teacher_student_exact_min_l2, teacher_student_slow_rate
-from .fields import vector_field
-from .integrate import log_times, simulate
-from .losses import teacher_student_loss, teacher_student_projection_loss
-from .metrics import fit_slow_rate
-from .models.teacher_student import teacher_student_metrics
+from ._data import init_teacher_student_state, teacher_student_data
+from ._exact import teacher_student_exact_min_l2, teacher_student_slow_rate
+from ._fields import vector_field
+from ._integrate import log_times, simulate
+from ._losses import teacher_student_loss, teacher_student_projection_loss
+from ._metrics import fit_slow_rate
+from ._models.teacher_student import teacher_student_metrics
 
 __all__ = [
     "TeacherStudentConfig",
@@ -202,7 +202,7 @@ def scale_summary(ts, states) -> dict:
 
     ``norm_U``, ``norm_y``, ``norm_W`` (Frobenius norms per save time; ``norm_W`` NaN without a
     predictor); ``scale_rate_U`` / ``scale_rate_y``: late exponential decay rates of
-    ``norm_U`` / ``norm_y`` ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate], NaN unless the
+    ``norm_U`` / ``norm_y`` ([`fit_slow_rate`][collapse_jax.fit_slow_rate], NaN unless the
     norm falls below 1e-2 of its maximum); ``direction_drift_U`` / ``direction_drift_y``: how far
     the shapes `U/|U|` and `y/|y|` move between the save time nearest `t1/2` and `t1` (0: the state
     only rescales); ``norm_W_change``: relative change of ``norm_W`` over the same interval.
@@ -239,7 +239,7 @@ def scale_summary(ts, states) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _jitted_member(config, solver, progress, solve_items):
-    """One compiled [`teacher_student_member`][collapse_jax.teacher_student.teacher_student_member]
+    """One compiled [`teacher_student_member`][collapse_jax.teacher_student_member]
     per configuration (reused across calls)."""
     meter = diffrax.TqdmProgressMeter() if progress else None
 
@@ -266,15 +266,15 @@ def run_teacher_student(
 
     Keys: ``t``, ``min_l2``, ``accuracy``, ``loss``, ``final_accuracy``,
     ``accuracy_reference`` (`1 - f` with the realised `f`), ``slow_rate_fit`` (`phi_eff`, the
-    late slope of `-log MinL2`, [`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate]; NaN when
+    late slope of `-log MinL2`, [`fit_slow_rate`][collapse_jax.fit_slow_rate]; NaN when
     MinL2 does not decay), ``effective_time`` (`t phi_eff`), peak accuracy keys
-    ([`accuracy_summary`][collapse_jax.teacher_student.accuracy_summary]), ``loss_at_peak`` (the
+    ([`accuracy_summary`][collapse_jax.accuracy_summary]), ``loss_at_peak`` (the
     loss at the peak-accuracy time), ``loss_max_increase`` (largest relative rise of the loss
     between save times; <= 0 for a gradient flow), ``residual_initial`` / ``residual_final`` (`|F|`
     at the start and at `t1`), the scale and shape keys of
-    [`scale_summary`][collapse_jax.teacher_student.scale_summary], ``result``, ``steps``; for the
+    [`scale_summary`][collapse_jax.scale_summary], ``result``, ``steps``; for the
     plain variant also ``slow_rate_hessian`` and ``min_l2_exact`` (closed form,
-    [`collapse_jax.exact`][collapse_jax.exact]).
+    [`exact_solution`][collapse_jax.exact_solution]).
     """
     config.check()
     f = float(frustration)

@@ -68,7 +68,7 @@ def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = No
     drawn at 1e-30 (they reach float64 underflow at long times).
 
     Returns the ``matplotlib.figure.Figure``; with ``path`` it is also written there
-    ([`save_figure`][collapse_jax.plots.save_figure]).
+    ([`save_figure`][collapse_jax.save_figure]).
     """
     phi = result.frustration
     floor = 1e-30
@@ -144,17 +144,17 @@ def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
     """Phase diagram of projection-model sweeps, one curve per variant (P1 / P2).
 
     ``results`` maps a label (e.g. ``"with stop-gradient"``) to a
-    [`SweepResult`][collapse_jax.sweep.SweepResult] over the same ratios. Panels: (a) final MinL2
+    [`SweepResult`][collapse_jax.SweepResult] over the same ratios. Panels: (a) final MinL2
     vs frustration ratio (seeds as dots, geometric mean as a line); values below ``floor``
     (round-off: a collapsed state has MinL2 ~ 1e-16) are drawn at ``floor``; (b) final
     accuracy on clean samples (undefined, so not drawn, once MinL2 is at round-off); (c)
     collapse time: first save time with MinL2 below 1e-2 of its start.
 
     Returns the ``matplotlib.figure.Figure`` (write it with
-    [`save_figure`][collapse_jax.plots.save_figure]). The mean curve of each variant carries its
+    [`save_figure`][collapse_jax.save_figure]). The mean curve of each variant carries its
     label on every panel, so its data can be read back.
     """
-    from .sweep import collapse_time
+    from ._sweep import collapse_time
 
     fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     first = next(iter(results.values()))
@@ -200,7 +200,7 @@ def teacher_student_figure(runs, title: str | None = None):
     """Teacher-student runs (linear teacher-student model): a ``Figure`` with four panels.
 
     ``runs`` are dicts as returned by
-    [`collapse_jax.teacher_student.run_teacher_student`][collapse_jax.teacher_student.run_teacher_student].
+    [`run_teacher_student`][collapse_jax.run_teacher_student].
     Panels: (a) `MinL2(t)` (log-log); (b) `log(MinL2 / MinL2(t_min))` against `t lambda_H`, time in
     units of the closed-form rate `lambda_H` (the smallest Hessian eigenvalue with a separation
     component, ``slow_rate_hessian``; plain runs only), with the line of slope -1: the late-time
@@ -209,7 +209,7 @@ def teacher_student_figure(runs, title: str | None = None):
     `t` instead (collapse by rescaling); (c) nearest-label accuracy (scale-free) with the bound
     `1 - f` dashed and the peak marked; (d) the loss, with the loss at the peak-accuracy time marked
     (accuracy falling while the loss keeps falling is the two-stage pattern). Save with
-    [`save_figure`][collapse_jax.plots.save_figure].
+    [`save_figure`][collapse_jax.save_figure].
     """
     fig, axes = new_figure(1, 4, figsize=(21, 4.6))
     hessian_x = []
@@ -292,7 +292,7 @@ def plot_projection_comparison(ts, runs: dict[str, dict], *, title: str | None =
 
     Returns:
         The ``matplotlib.figure.Figure`` (write it with
-        [`save_figure`][collapse_jax.plots.save_figure]); one labelled line per run on each panel.
+        [`save_figure`][collapse_jax.save_figure]); one labelled line per run on each panel.
     """
     ts = np.asarray(ts, dtype=np.float64)
     fig, (ax1, ax2) = new_figure(1, 2, figsize=(11, 4.2))
@@ -328,12 +328,12 @@ def _value_label(res, v) -> str:
 def mechanism_phase_figure(res: dict, *, floor: float = 1e-12):
     """Phase diagram of one mechanism: one curve per hyper-parameter value.
 
-    ``res`` is a [`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] dict. Panels: (a)
+    ``res`` is a [`mechanism_sweep`][collapse_jax.mechanism_sweep] dict. Panels: (a)
     final MinL2 / initial MinL2 vs frustration ratio (seed median; below ``floor`` drawn at it); (b)
     late log-slope of MinL2 (0: a finite separation, < 0: collapsing, > 0: growing); (c) final
     clean-sample accuracy (not drawn once collapsed to round-off); (d) RankMe of the final
     clean-sample embeddings. Returns the ``matplotlib.figure.Figure`` (write it with
-    [`save_figure`][collapse_jax.plots.save_figure]); each value's curve carries its label on every
+    [`save_figure`][collapse_jax.save_figure]); each value's curve carries its label on every
     panel.
     """
     fig, axes = new_figure(1, 4, figsize=(18, 4.2))
@@ -376,10 +376,10 @@ def mechanism_summary_figure(results: dict, *, floor: float = 1e-12):
 
     Panels: (a) final / initial MinL2 vs frustration ratio; (b) MinL2(t) / MinL2(0) at the
     largest ratio (first seed). Returns the ``matplotlib.figure.Figure`` (write it with
-    [`save_figure`][collapse_jax.plots.save_figure]); one curve per mechanism, labelled by its name,
+    [`save_figure`][collapse_jax.save_figure]); one curve per mechanism, labelled by its name,
     on each panel.
     """
-    from .mechanisms import get_mechanism
+    from ._mechanisms import get_mechanism
 
     fig, axes = new_figure(1, 2, figsize=(13, 4.6))
     styles = ("-o", "--s", ":^", "-.v", "-D", "--x", ":P", "-.*")
@@ -419,7 +419,7 @@ def spectrum_figure(singular_values, n_samples: int, *, alpha=None, fit_range=No
     positive eigenvalues lie in ``fit_range = (lo, hi)`` (default all), the fitted power law
     `lambda_k ~ k^(-alpha)` over those ranks through their geometric centre (label starting
     "alpha-ReQ"). Returns the ``matplotlib.figure.Figure`` (write it with
-    [`save_figure`][collapse_jax.plots.save_figure]).
+    [`save_figure`][collapse_jax.save_figure]).
     """
     import math
 
@@ -448,9 +448,9 @@ def stop_gradient_comparison_figure(ts, runs: dict[bool, dict], y_final, *, titl
     """The same start integrated with and without stop-gradient, side by side.
 
     What ``collapse-jax simulate --model projection --figure PATH`` draws: the two runs of
-    [`plot_projection_comparison`][collapse_jax.plots.plot_projection_comparison], labelled
+    [`plot_projection_comparison`][collapse_jax.plot_projection_comparison], labelled
     "without stop-gradient (conservative)" and "with stop-gradient", with the round-off floor
-    ([`roundoff_floor`][collapse_jax.metrics.roundoff_floor]) of the final labels ``y_final``
+    ([`roundoff_floor`][collapse_jax.roundoff_floor]) of the final labels ``y_final``
     as the bound.
 
     Args:
@@ -462,7 +462,7 @@ def stop_gradient_comparison_figure(ts, runs: dict[bool, dict], y_final, *, titl
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from .metrics import roundoff_floor
+    from ._metrics import roundoff_floor
 
     labelled = {
         "without stop-gradient (conservative)": runs[False],

@@ -1,22 +1,22 @@
 """Every collapse-prevention mechanism in one minimal model, compared.
 
-[`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] integrates one
-[`Mechanism`][collapse_jax.mechanisms.Mechanism] over a `frustration x hyper-parameter x seed` grid
+[`mechanism_sweep`][collapse_jax.mechanism_sweep] integrates one
+[`Mechanism`][collapse_jax.Mechanism] over a `frustration x hyper-parameter x seed` grid
 in one ``jit(vmap)`` call (shapes are fixed by the frustration masks of
-[`frustration_data`][collapse_jax.data.frustration_data]);
-[`compare_mechanisms`][collapse_jax.comparison.compare_mechanisms] runs it for every mechanism,
+[`frustration_data`][collapse_jax.frustration_data]);
+[`compare_mechanisms`][collapse_jax.compare_mechanisms] runs it for every mechanism,
 classifies each member and builds the table of the frustration range in which each mechanism keeps a
-finite separation. [`mechanism_fixed_point`][collapse_jax.comparison.mechanism_fixed_point] is the
+finite separation. [`mechanism_fixed_point`][collapse_jax.mechanism_fixed_point] is the
 steady-state / linear-stability analysis,
-[`train_mechanism`][collapse_jax.comparison.train_mechanism] the discrete (optax) counterpart of the
+[`train_mechanism`][collapse_jax.train_mechanism] the discrete (optax) counterpart of the
 flow.
 
 Classification of a member (documented choice, from `MinL2(t)` at the save times):
 
 * ``"collapsed"``: MinL2 fell below ``collapse_fraction`` (1e-2) of its start
-  ([`collapse_time`][collapse_jax.sweep.collapse_time] is finite);
+  ([`collapse_time`][collapse_jax.collapse_time] is finite);
 * ``"separated"``: it did not, and the late log-slope
-  ([`fit_slow_rate`][collapse_jax.metrics.fit_slow_rate] over the last decade of times where MinL2
+  ([`fit_slow_rate`][collapse_jax.fit_slow_rate] over the last decade of times where MinL2
   is above `RATE_FLOOR` of its start) times the horizon is above ``-1`` (less than one e-fold of
   decay at the final rate over the whole run: a finite separation, or a growing one);
 * ``"decaying"``: neither within the horizon (slow collapse still under way).
@@ -32,13 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import frustration_data, shared_from_frustration
-from .diagnostics import diagnose
-from .integrate import log_times, simulate, train
-from .mechanisms import MECHANISMS, Mechanism, get_mechanism, mechanism_metrics
-from .metrics import fit_slow_rate, min_l2
-from .projection import _rank, stop_gradient_zero_modes
-from .sweep import collapse_time, environment, run_grid
+from ._data import frustration_data, shared_from_frustration
+from ._diagnostics import diagnose
+from ._integrate import log_times, simulate, train
+from ._mechanisms import MECHANISMS, Mechanism, get_mechanism, mechanism_metrics
+from ._metrics import fit_slow_rate, min_l2
+from ._projection import _rank, stop_gradient_zero_modes
+from ._sweep import collapse_time, environment, run_grid
 
 __all__ = [
     "DIAGNOSTIC_KEYS",
@@ -95,8 +95,8 @@ def mechanism_member(
     """One member: integrate ``mech`` from its default start, metrics at ``ts``.
 
     Returns MinL2, accuracies and loss at ``ts``, the diffrax result code and step count, and
-    [`DIAGNOSTIC_KEYS`][collapse_jax.comparison.DIAGNOSTIC_KEYS] of
-    [`diagnose`][collapse_jax.diagnostics.diagnose] on the final clean-sample embeddings `x_i` (with
+    [`DIAGNOSTIC_KEYS`][collapse_jax.DIAGNOSTIC_KEYS] of
+    [`diagnose`][collapse_jax.diagnose] on the final clean-sample embeddings `x_i` (with
     their classes; shared rows are left out so that the shape does not depend on the frustration
     ratio). Default solver: ``Tsit5`` (explicit; these small systems are stiff only mildly, and
     implicit solvers cost more to compile than to run).
@@ -146,23 +146,23 @@ def mechanism_sweep(
     devices=None,
     **member_kw,
 ) -> dict:
-    """``jit(vmap)`` of [`mechanism_member`][collapse_jax.comparison.mechanism_member] over
+    """``jit(vmap)`` of [`mechanism_member`][collapse_jax.mechanism_member] over
     `frustration x values x seeds`.
 
     Args:
-        mechanism: a [`Mechanism`][collapse_jax.mechanisms.Mechanism] or its registry name.
+        mechanism: a [`Mechanism`][collapse_jax.Mechanism] or its registry name.
         frustration: ratios `phi` (rule ``"round"``: `M = round(phi K n / (1 - phi))` shared
             rows, reported as ``shared``).
         values: main hyper-parameter values (default: the mechanism's ``grid``; ignored, one
             value, for mechanisms without one).
         seeds: count or list of seeds of the default initial state.
         devices: devices of the sweep mesh (default all): the grid runs on the sharded
-            engine of [`run_grid`][collapse_jax.sweep.run_grid].
+            engine of [`run_grid`][collapse_jax.run_grid].
 
     Returns:
         A dict of host arrays with axes `(F, H, S[, T])` (``min_l2``, ``accuracy``,
         ``accuracy_all``, ``loss``, ``result``, ``steps``, ``diag_*``), ``collapse_time``,
-        ``slow_rate``, ``status`` ([`classify`][collapse_jax.comparison.classify]), the axes
+        ``slow_rate``, ``status`` ([`classify`][collapse_jax.classify]), the axes
         ``frustration``, ``shared``, ``values``, ``seeds``, ``t`` and ``seconds``.
     """
     mech = get_mechanism(mechanism)
@@ -274,9 +274,9 @@ def compare_mechanisms(
     values: dict | None = None,
     progress=None,
 ) -> dict:
-    """[`mechanism_sweep`][collapse_jax.comparison.mechanism_sweep] for every mechanism
-    (default all of [`MECHANISMS`][collapse_jax.mechanisms.MECHANISMS]) and the
-    [`separation_table`][collapse_jax.comparison.separation_table].
+    """[`mechanism_sweep`][collapse_jax.mechanism_sweep] for every mechanism
+    (default all of [`MECHANISMS`][collapse_jax.MECHANISMS]) and the
+    [`separation_table`][collapse_jax.separation_table].
 
     ``values`` maps a mechanism name to its hyper-parameter values (default its ``grid``).
     Returns ``{"results": name -> sweep dict, "table": rows, "seconds": total,
@@ -315,7 +315,7 @@ def compare_mechanisms(
 def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7, **kwargs):
     """Steady state reached from ``state0`` and its Jacobian spectrum (host, float64).
 
-    [`find_steady_state`][collapse_jax.steady.find_steady_state] on the mechanism's field
+    [`find_steady_state`][collapse_jax.find_steady_state] on the mechanism's field
     (integrate, polish, refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum
     of the autodiff Jacobian of the field (correct for held-slot fields, docs/theory.md §3). Returns
     ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``, ``residual``,
@@ -323,13 +323,13 @@ def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7,
     ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
 
     Closed forms exist for ``mse`` (docs/theory.md §2) and ``ema``
-    ([`ema_bias_matrix`][collapse_jax.mechanisms.ema_bias_matrix]; both linear, so the spectrum is
+    ([`ema_bias_matrix`][collapse_jax.ema_bias_matrix]; both linear, so the spectrum is
     the same at every state) and for the fixed points of ``simsiam`` (docs/theory.md §3, P2: `W` has
     eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points, with
     `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
     """
-    from .spectral import asymmetry_norm, eigenvalues, jacobian
-    from .steady import find_steady_state
+    from ._spectral import asymmetry_norm, eigenvalues, jacobian
+    from ._steady import find_steady_state
 
     mech = get_mechanism(mechanism)
     args = mech.args(data.matrix(), value)
@@ -452,9 +452,9 @@ def fixed_point_analysis(
     zero_tol: float = 1e-7,
     progress=None,
 ) -> list[dict]:
-    """[`mechanism_fixed_point`][collapse_jax.comparison.mechanism_fixed_point] for every mechanism
+    """[`mechanism_fixed_point`][collapse_jax.mechanism_fixed_point] for every mechanism
     (default hyper-parameters) and frustration ratio, with
-    [`predicted_zero_modes`][collapse_jax.comparison.predicted_zero_modes].
+    [`predicted_zero_modes`][collapse_jax.predicted_zero_modes].
 
     `M = round(phi K n / (1 - phi))` active shared samples (no inactive rows). One row per
     (mechanism, ratio): ``mechanism``, ``frustration``, ``shared``, ``status``, ``t``,
@@ -462,7 +462,7 @@ def fixed_point_analysis(
     there is no prediction), ``zero_modes_why``, ``min_l2``, ``n_variables``,
     ``asymmetry_norm``, ``smallest_nonzero`` (smallest `|lambda|` above ``zero_tol``).
     """
-    from .data import standard_data
+    from ._data import standard_data
 
     names = list(MECHANISMS) if mechanisms is None else list(mechanisms)
     rows = []
@@ -516,7 +516,7 @@ def train_mechanism(
 ):
     """Discrete training of a mechanism with an optax optimiser, on the same loss as its flow.
 
-    The gradient is that of [`training_loss`][collapse_jax.fields.training_loss]
+    The gradient is that of [`training_loss`][collapse_jax.training_loss]
     (``lax.stop_gradient`` on the held slot for stop-gradient and EMA mechanisms). The EMA target is
     not trained: after each update `y_ema <- y_ema + (dt / tau_ema)(y - y_ema)` (explicit Euler of
     its relaxation with the pre-update `y`; ``dt`` is the flow time one step stands for, the
@@ -524,7 +524,7 @@ def train_mechanism(
     ``batch_size`` `b`, every step keeps each row of `A` with probability `b/N` and rescales it by
     `N/b` (an unbiased estimate of the full-batch gradient); step `j` uses ``fold_in(key, j)``.
 
-    Returns ``(steps_saved, states)`` like [`collapse_jax.train`][collapse_jax.integrate.train].
+    Returns ``(steps_saved, states)`` like [`collapse_jax.train`][collapse_jax.train].
     `jit`/`vmap`-able over ``data`` (frustration masks) and ``value``.
     """
     mech = get_mechanism(mechanism)
@@ -562,7 +562,7 @@ def train_mechanism(
 
 
 def default_optimizers(lr: float = 5e-3) -> dict:
-    """Optimisers of [`training_comparison`][collapse_jax.comparison.training_comparison]:
+    """Optimisers of [`training_comparison`][collapse_jax.training_comparison]:
     ``name -> (optax transform, dt, batch)``.
 
     All stand for the same flow time per step (`dt = lr`): plain gradient descent
@@ -598,9 +598,9 @@ def training_comparison(
     """Discrete training for every mechanism and optimiser over frustration ratios.
 
     Each (mechanism, optimiser) is one ``jit(vmap)`` of
-    [`train_mechanism`][collapse_jax.comparison.train_mechanism] over the ratios (default
+    [`train_mechanism`][collapse_jax.train_mechanism] over the ratios (default
     hyper-parameter, one seed), run for `t1 / dt` steps; members are classified like the flow
-    ([`classify`][collapse_jax.comparison.classify], with `t = step dt`). Returns
+    ([`classify`][collapse_jax.classify], with `t = step dt`). Returns
     ``{"rows": [...], "seconds": ...}``; each row holds the mechanism, optimiser, ratios, ``status``
     per ratio, ``final_min_l2_ratio`` and ``separated_up_to``.
     """
@@ -655,7 +655,7 @@ def training_comparison(
 
 
 def _finite_difference_jacobian(field, state, args, h: float = 1e-6) -> np.ndarray:
-    from .spectral import finite_difference_jacobian
+    from ._spectral import finite_difference_jacobian
 
     return finite_difference_jacobian(field, state, args, step=h)
 
@@ -664,7 +664,7 @@ _DEPRECATED = {
     "finite_difference_jacobian": (
         _finite_difference_jacobian,
         "collapse_jax.comparison.finite_difference_jacobian is deprecated: use "
-        "collapse_jax.spectral.finite_difference_jacobian (step=1e-6 for the old default)",
+        "collapse_jax.finite_difference_jacobian (step=1e-6 for the old default)",
     ),
 }
 

@@ -1,7 +1,7 @@
 """Simulating the projection model: the `N`-independent reduced path by default.
 
-[`simulate_projection`][collapse_jax.projection.simulate_projection] integrates the exact
-order-parameter reduction ([`collapse_jax.reduced`][collapse_jax.reduced], docs/theory.md §3) with
+[`simulate_projection`][collapse_jax.simulate_projection] integrates the exact
+order-parameter reduction ([`reduced_field`][collapse_jax.reduced_field], docs/theory.md §3) with
 the deviation propagators that lift it back to every sample, and returns full
 [`ProjectionState`][collapse_jax.ProjectionState] trajectories: callers see the same states as from
 integrating all `N` samples (``path="full"``), at a cost that does not grow with `n`.
@@ -10,8 +10,8 @@ The reduced system is stiff in its fast variables only (`y` relaxes at rate `n +
 the eigenvalues of the moment matrix `S`, both proportional to the sample weight; the means,
 covariances and propagators move at the rates of `W^T W`, docs/theory.md §6). The default solver is
 therefore an IMEX Runge--Kutta method with the `(y, W)` block implicit and solved exactly
-([`StageSolveKenCarp5`][collapse_jax.imex.StageSolveKenCarp5], a `d x d` Cholesky solve per stage,
-see [`stage_solve`][collapse_jax.reduced.ReducedField.stage_solve]) and the slow block explicit.
+([`StageSolveKenCarp5`][collapse_jax.StageSolveKenCarp5], a `d x d` Cholesky solve per stage,
+see [`stage_solve`][collapse_jax.ReducedField.stage_solve]) and the slow block explicit.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._imex import AbstractStageSolveARK, StageSolveKenCarp4, StageSolveKenCarp5
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
+from ._reduced import lift_state, reduce_state, reduced_field, reduced_params
 from ._types import ProjectionState
-from .imex import AbstractStageSolveARK, StageSolveKenCarp4, StageSolveKenCarp5
-from .integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
-from .reduced import lift_state, reduce_state, reduced_field, reduced_params
 
 __all__ = [
     "ProjectionRun",
@@ -60,7 +60,7 @@ class ProjectionRun(NamedTuple):
 
 def reduced_solver(field, rtol: float = DEFAULT_RTOL):
     """The IMEX solver of the reduced path for a
-    [`ReducedField`][collapse_jax.reduced.ReducedField].
+    [`ReducedField`][collapse_jax.ReducedField].
 
     KenCarp5 (order 5) by default; KenCarp4 for loose tolerances (`rtol >= 1e-7`), where it
     took the fewest seconds on the problem of docs/theory.md §6 (0.053 s vs 0.063 s per member at
@@ -92,28 +92,28 @@ def simulate_projection(
     """Integrate the projection model (docs/theory.md §3) from ``state0`` at ``t0``.
 
     Args:
-        data: a [`StandardData`][collapse_jax.data.StandardData] (the reduction needs its group
+        data: a [`StandardData`][collapse_jax.StandardData] (the reduction needs its group
             structure; other alignment matrices go through ``path="full"`` with
-            [`simulate`][collapse_jax.integrate.simulate]).
+            [`simulate`][collapse_jax.simulate]).
         state0: a [`ProjectionState`][collapse_jax.ProjectionState].
         stop_gradient: the non-conservative field `F_sg` (else `-grad L_P`).
         path: ``"reduced"`` (default: order parameters plus propagators, cost independent
             of `n`) or ``"full"`` (every sample, the derived field of
-            [`vector_field`][collapse_jax.fields.vector_field] with the default implicit Kvaerno5).
+            [`vector_field`][collapse_jax.vector_field] with the default implicit Kvaerno5).
         ts: save times (default 100 log-spaced in `[1e-2, t1]`).
         t1: end time when ``ts`` is not given (default 1e3).
-        solver: default [`reduced_solver`][collapse_jax.projection.reduced_solver] on the reduced
+        solver: default [`reduced_solver`][collapse_jax.reduced_solver] on the reduced
             path, Kvaerno5 on the full one. On the reduced path an IMEX ``StageSolveKenCarp*`` gets
             the split field; any other diffrax solver integrates the whole reduced field.
-        rtol: relative tolerance, as for [`simulate`][collapse_jax.integrate.simulate].
-        atol: absolute tolerance, as for [`simulate`][collapse_jax.integrate.simulate].
-        max_steps: as for [`simulate`][collapse_jax.integrate.simulate].
-        throw: as for [`simulate`][collapse_jax.integrate.simulate].
-        progress_meter: as for [`simulate`][collapse_jax.integrate.simulate].
-        saveat: as for [`simulate`][collapse_jax.integrate.simulate]; a ``saveat`` other than
+        rtol: relative tolerance, as for [`simulate`][collapse_jax.simulate].
+        atol: absolute tolerance, as for [`simulate`][collapse_jax.simulate].
+        max_steps: as for [`simulate`][collapse_jax.simulate].
+        throw: as for [`simulate`][collapse_jax.simulate].
+        progress_meter: as for [`simulate`][collapse_jax.simulate].
+        saveat: as for [`simulate`][collapse_jax.simulate]; a ``saveat`` other than
             ``SaveAt(ts=...)`` and ``SaveAt(t1=True)`` is passed through (``states`` are then
             the lifted ``ys``).
-        event: as for [`simulate`][collapse_jax.integrate.simulate].
+        event: as for [`simulate`][collapse_jax.simulate].
         lift: reduced path only: integrate the deviation propagators and return every
             sample's embedding (default). ``False`` saves `2 d^2` variables (about 30% of
             the reduced state at `d = 8`) when only `y`, `W` (MinL2) are needed;
@@ -138,8 +138,8 @@ def simulate_projection(
         event=event,
     )
     if path == "full":
-        from .fields import vector_field
-        from .losses import projection_loss
+        from ._fields import vector_field
+        from ._losses import projection_loss
 
         field = vector_field(projection_loss, stop_gradient=stop_gradient)
         sol = simulate(field, state0, data.matrix(), solver=solver, **kw)

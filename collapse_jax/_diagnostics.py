@@ -45,19 +45,20 @@ the default float type). Conventions fixed here (docs/theory.md §5 asks for the
   distance. NaN when the class means coincide (no configuration to compare); always 0 for two
   classes.
 * **Nearest-class-mean accuracy**: a labelled sample is correct when its own class mean is
-  strictly the nearest (ties count as wrong, as in [`collapse_jax.metrics`][collapse_jax.metrics]).
+  strictly the nearest (ties count as wrong, as in
+  [`nearest_label_accuracy`][collapse_jax.nearest_label_accuracy]).
 * **Verdict** ``collapsed`` = `RankMe < 0.1 min(D, N - 1)` (dimensional collapse) **or**
   `std_l2_normalized < 0.01 / sqrt(D)` (complete collapse onto one direction, which RankMe,
   being scale-free, cannot see under a little noise). Both fractions are arguments.
 
-Streaming: [`embedding_stats`][collapse_jax.diagnostics.embedding_stats] summarises a batch as
+Streaming: [`embedding_stats`][collapse_jax.embedding_stats] summarises a batch as
 (count, mean, R factor of the centred batch, per-class counts, means and a within-class R factor,
-moments of the normalised rows); [`merge_stats`][collapse_jax.diagnostics.merge_stats] merges two
+moments of the normalised rows); [`merge_stats`][collapse_jax.merge_stats] merges two
 summaries through the QR factorisation of `[R_a; R_b; sqrt(n_a n_b / (n_a + n_b)) (mu_a - mu_b)]`
 (and one correction row per class for the within-class factor). This agrees with one pass to ~1e-12;
 accumulating the Gram matrix `Z^T Z` instead loses ~1e-3 on RankMe (docs/theory.md §5).
 Nearest-class-mean accuracy needs the final class means, hence a second pass
-([`ncm_counts`][collapse_jax.diagnostics.ncm_counts]).
+([`ncm_counts`][collapse_jax.ncm_counts]).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def alpha_req(
     Least squares of `log lambda_k = c - alpha log k`, `lambda = sigma^2`, over the ranks
     `k_min <= k <= k_max` (1-based, inclusive; default the whole spectrum) whose eigenvalue is
     positive (values at the tolerance were already set to 0 by
-    [`singular_values`][collapse_jax.diagnostics.singular_values]).
+    [`singular_values`][collapse_jax.singular_values]).
 
     Returns:
         ``(alpha, r2)``: `alpha = +inf`, `r2 = NaN` with fewer than two points in range;
@@ -334,7 +335,7 @@ def collapse_verdict(
     rankme_value, std_value, n_samples, dim, *, rankme_fraction=0.1, std_fraction=0.01
 ):
     """``collapsed`` = `RankMe < rankme_fraction min(D, N-1)` or
-    `std < std_fraction / sqrt(D)` ([`COLLAPSE_RULE`][collapse_jax.diagnostics.COLLAPSE_RULE],
+    `std < std_fraction / sqrt(D)` ([`COLLAPSE_RULE`][collapse_jax.COLLAPSE_RULE],
     module docstring)."""
     top = jnp.minimum(dim, jnp.maximum(n_samples - 1, 1))
     return (rankme_value < rankme_fraction * top) | (std_value < std_fraction / jnp.sqrt(dim))
@@ -426,8 +427,8 @@ def _prepare_labels(labels, N, n_classes):
 def embedding_stats(
     z: Float[Array, "samples dim"], labels=None, *, n_classes: int | None = None
 ) -> EmbeddingStats:
-    """Summary of one batch (see [`EmbeddingStats`][collapse_jax.diagnostics.EmbeddingStats]; merge
-    with [`merge_stats`][collapse_jax.diagnostics.merge_stats]).
+    """Summary of one batch (see [`EmbeddingStats`][collapse_jax.EmbeddingStats]; merge
+    with [`merge_stats`][collapse_jax.merge_stats]).
 
     Args:
         z: embeddings `(N, D)`.
@@ -580,7 +581,7 @@ def diagnose(
 
     The one-shot path is the streaming path with a single batch, so both give the same
     numbers. ``options`` go to
-    [`diagnostics_from_stats`][collapse_jax.diagnostics.diagnostics_from_stats]. With labels, adds
+    [`diagnostics_from_stats`][collapse_jax.diagnostics_from_stats]. With labels, adds
     ``ncm_accuracy`` to its keys.
 
     Raises:
@@ -611,14 +612,14 @@ def trajectory_diagnostics(
 
     Args:
         ys: states with a leading time axis, from
-            [`collapse_jax.simulate`][collapse_jax.integrate.simulate] or
-            [`collapse_jax.exact_solution`][collapse_jax.exact.exact_solution].
-        data: the [`StandardData`][collapse_jax.data.StandardData] of the run (concrete). Clean
+            [`collapse_jax.simulate`][collapse_jax.simulate] or
+            [`collapse_jax.exact_solution`][collapse_jax.exact_solution].
+        data: the [`StandardData`][collapse_jax.StandardData] of the run (concrete). Clean
             samples carry their class; active shared samples enter the global metrics as
             unlabelled samples (``include_shared=False`` drops them); inactive rows never.
 
     Returns:
-        [`diagnose`][collapse_jax.diagnostics.diagnose]'s dict, every entry with a leading time
+        [`diagnose`][collapse_jax.diagnose]'s dict, every entry with a leading time
         axis. ``min_l2_class_means`` is `MinL2` of the clean-sample class means: it falls to 0 with
         frustration (`M > 0`) and stays finite at `M = 0` (docs/theory.md §2).
     """
