@@ -21,8 +21,11 @@ jax.config.update("jax_enable_x64", True)
 import optax  # noqa: E402
 
 import collapse_jax as cj  # noqa: E402
-from collapse_jax._plots import save_figure  # noqa: E402
-from collapse_jax._teacher_student import TeacherStudentConfig, run_teacher_student  # noqa: E402
+from collapse_jax import (  # noqa: E402
+    TeacherStudentConfig,
+    run_teacher_student,
+    save_figure,  # noqa: E402
+)
 
 
 def gd_departure(f=0.1, seed=0, t_end=60.0, lrs=(0.01, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4)):

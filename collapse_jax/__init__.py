@@ -1,15 +1,13 @@
 """collapse_jax: the minimal model of representation collapse in JAX.
 
-Every public name is exported here; the modules behind them are private (``_data``,
-``_losses``, ``_fields``, ``_integrate``, ``_exact``, ``_spectral``, ``_steady``, ``_reduced``,
-``_projection``, ``_dmft``, ``_metrics``, ``_diagnostics``, ``_sweep``, ``_models``,
-``_comparison``, ``_teacher_student``, ``_plots``). Flow: data (alignment matrices) -> losses
-(one held-slot loss per model) -> fields (``jax.grad``) -> integrate (diffrax) -> metrics;
-closed forms, spectra, steady states, the exact N-independent reduction and the
-self-consistent solver on top; one registry of models (``MODELS``, ``register``); one sweep
-engine (``run_grid``). ``collapse_jax.reproduce`` (the reproduction driver) and
-``collapse_jax.cli`` (the ``collapse-jax`` command) are the two applications built on it. The
-mathematics is in ``docs/theory.md``.
+Every public name is exported here (``__all__``); the modules behind them are private, as in
+diffrax and equinox, and ``docs/index.md`` ("How the code is organised") lists them a line
+each. Flow: data (alignment matrices) -> losses (one held-slot loss per model) -> fields
+(``jax.grad``) -> integrate (diffrax) -> metrics; closed forms, spectra, steady states, the
+exact N-independent reduction and the self-consistent solver on top; one registry of models
+(``MODELS``, ``register``); one sweep engine (``run_grid``). ``collapse_jax.reproduce`` (the
+reproduction driver) and ``collapse_jax.cli`` (the ``collapse-jax`` command) are the two
+applications built on it. The mathematics is in ``docs/theory.md``.
 """
 
 import os
@@ -23,15 +21,25 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from . import _deprecated  # noqa: E402
+from ._collapse_metrics import alpha_req as alpha_req
+from ._collapse_metrics import class_means as class_means
+from ._collapse_metrics import min_l2_class_means as min_l2_class_means
+from ._collapse_metrics import n_components as n_components
+from ._collapse_metrics import nc1 as nc1
+from ._collapse_metrics import nc2 as nc2
+from ._collapse_metrics import ncm_accuracy as ncm_accuracy
+from ._collapse_metrics import ncm_counts as ncm_counts
+from ._collapse_metrics import participation_ratio as participation_ratio
+from ._collapse_metrics import rankme as rankme
+from ._collapse_metrics import singular_values as singular_values
+from ._collapse_metrics import std_l2_normalized as std_l2_normalized
 from ._comparison import DIAGNOSTIC_KEYS as DIAGNOSTIC_KEYS
 from ._comparison import classify as classify
 from ._comparison import compare_mechanisms as compare_mechanisms
 from ._comparison import default_optimizers as default_optimizers
 from ._comparison import fixed_point_analysis as fixed_point_analysis
-from ._comparison import mechanism_fixed_point as mechanism_fixed_point
 from ._comparison import mechanism_member as mechanism_member
 from ._comparison import mechanism_sweep as mechanism_sweep
-from ._comparison import predicted_zero_modes as predicted_zero_modes
 from ._comparison import separation_table as separation_table
 from ._comparison import train_mechanism as train_mechanism
 from ._comparison import training_comparison as training_comparison
@@ -47,23 +55,11 @@ from ._data import standard_data as standard_data
 from ._data import teacher_student_data as teacher_student_data
 from ._diagnostics import COLLAPSE_RULE as COLLAPSE_RULE
 from ._diagnostics import EmbeddingStats as EmbeddingStats
-from ._diagnostics import alpha_req as alpha_req
-from ._diagnostics import class_means as class_means
 from ._diagnostics import collapse_verdict as collapse_verdict
 from ._diagnostics import diagnose as diagnose
 from ._diagnostics import diagnostics_from_stats as diagnostics_from_stats
 from ._diagnostics import embedding_stats as embedding_stats
 from ._diagnostics import merge_stats as merge_stats
-from ._diagnostics import min_l2_class_means as min_l2_class_means
-from ._diagnostics import n_components as n_components
-from ._diagnostics import nc1 as nc1
-from ._diagnostics import nc2 as nc2
-from ._diagnostics import ncm_accuracy as ncm_accuracy
-from ._diagnostics import ncm_counts as ncm_counts
-from ._diagnostics import participation_ratio as participation_ratio
-from ._diagnostics import rankme as rankme
-from ._diagnostics import singular_values as singular_values
-from ._diagnostics import std_l2_normalized as std_l2_normalized
 from ._diagnostics import stream_stats as stream_stats
 from ._diagnostics import trajectory_diagnostics as trajectory_diagnostics
 from ._dmft import DMFTResult as DMFTResult
@@ -77,12 +73,11 @@ from ._exact import exact_solution as exact_solution
 from ._exact import global_matrix as global_matrix
 from ._exact import lambda_pm as lambda_pm
 from ._exact import sector_eigenvalues as sector_eigenvalues
-from ._exact import teacher_student_exact_min_l2 as teacher_student_exact_min_l2
-from ._exact import teacher_student_hessian as teacher_student_hessian
-from ._exact import teacher_student_slow_rate as teacher_student_slow_rate
 from ._fields import VectorField as VectorField
 from ._fields import training_loss as training_loss
 from ._fields import vector_field as vector_field
+from ._fixed_points import mechanism_fixed_point as mechanism_fixed_point
+from ._fixed_points import predicted_zero_modes as predicted_zero_modes
 from ._imex import AbstractStageSolveARK as AbstractStageSolveARK
 from ._imex import StageSolveKenCarp3 as StageSolveKenCarp3
 from ._imex import StageSolveKenCarp4 as StageSolveKenCarp4
@@ -133,6 +128,7 @@ from ._models import label_metrics as label_metrics
 from ._models import register as register
 from ._models.embedding import embedding_member as embedding_member
 from ._models.embedding import embedding_metrics as embedding_metrics
+from ._models.embedding import embedding_run_report as embedding_run_report
 from ._models.embedding import embedding_spectrum_report as embedding_spectrum_report
 from ._models.embedding import embedding_sweep as embedding_sweep
 from ._models.embedding import fitted_rates as fitted_rates
@@ -153,8 +149,20 @@ from ._models.projection import projection_metrics as projection_metrics
 from ._models.projection import projection_spectrum_report as projection_spectrum_report
 from ._models.projection import projection_sweep as projection_sweep
 from ._models.projection import steady_state_spectrum_report as steady_state_spectrum_report
+from ._models.teacher_student import TS_ATOL as TS_ATOL
+from ._models.teacher_student import TS_FIT_FLOOR as TS_FIT_FLOOR
+from ._models.teacher_student import TS_RTOL as TS_RTOL
+from ._models.teacher_student import TeacherStudentConfig as TeacherStudentConfig
+from ._models.teacher_student import accuracy_summary as accuracy_summary
 from ._models.teacher_student import binary_accuracy_scale_free as binary_accuracy_scale_free
+from ._models.teacher_student import run_teacher_student as run_teacher_student
+from ._models.teacher_student import scale_summary as scale_summary
+from ._models.teacher_student import teacher_student_exact_min_l2 as teacher_student_exact_min_l2
+from ._models.teacher_student import teacher_student_hessian as teacher_student_hessian
+from ._models.teacher_student import teacher_student_member as teacher_student_member
 from ._models.teacher_student import teacher_student_metrics as teacher_student_metrics
+from ._models.teacher_student import teacher_student_problem as teacher_student_problem
+from ._models.teacher_student import teacher_student_slow_rate as teacher_student_slow_rate
 from ._plots import mechanism_phase_figure as mechanism_phase_figure
 from ._plots import mechanism_summary_figure as mechanism_summary_figure
 from ._plots import new_figure as new_figure
@@ -166,6 +174,7 @@ from ._plots import stop_gradient_comparison_figure as stop_gradient_comparison_
 from ._plots import sweep_figure as sweep_figure
 from ._plots import teacher_student_figure as teacher_student_figure
 from ._projection import ProjectionRun as ProjectionRun
+from ._projection import projection_run_report as projection_run_report
 from ._projection import reduced_solver as reduced_solver
 from ._projection import simulate_projection as simulate_projection
 from ._projection import stop_gradient_zero_modes as stop_gradient_zero_modes
@@ -194,18 +203,11 @@ from ._sweep import environment as environment
 from ._sweep import frustration_sweep as frustration_sweep
 from ._sweep import initialize_distributed as initialize_distributed
 from ._sweep import load_sweep as load_sweep
+from ._sweep import mean_over_seeds as mean_over_seeds
 from ._sweep import run_grid as run_grid
 from ._sweep import save_sweep as save_sweep
 from ._sweep import sweep_mesh as sweep_mesh
-from ._teacher_student import TS_ATOL as TS_ATOL
-from ._teacher_student import TS_FIT_FLOOR as TS_FIT_FLOOR
-from ._teacher_student import TS_RTOL as TS_RTOL
-from ._teacher_student import TeacherStudentConfig as TeacherStudentConfig
-from ._teacher_student import accuracy_summary as accuracy_summary
-from ._teacher_student import run_teacher_student as run_teacher_student
-from ._teacher_student import scale_summary as scale_summary
-from ._teacher_student import teacher_student_member as teacher_student_member
-from ._teacher_student import teacher_student_problem as teacher_student_problem
+from ._sweep import sweep_summary as sweep_summary
 from ._types import EmbeddingState as EmbeddingState
 from ._types import ProjectionState as ProjectionState
 from ._types import TeacherStudentState as TeacherStudentState
@@ -253,6 +255,7 @@ __all__ = [
     "embedding_member",
     "embedding_metrics",
     "embedding_spectrum",
+    "embedding_run_report",
     "embedding_spectrum_report",
     "embedding_stats",
     "embedding_sweep",
@@ -288,6 +291,7 @@ __all__ = [
     "lift_state",
     "load_sweep",
     "log_times",
+    "mean_over_seeds",
     "mean_square_pairs",
     "Mechanism",
     "mechanism_fixed_point",
@@ -325,6 +329,7 @@ __all__ = [
     "projection_loss",
     "projection_member",
     "projection_metrics",
+    "projection_run_report",
     "projection_spectrum_report",
     "projection_sweep",
     "PROJECTION_SWEEP_ATOL",
@@ -375,6 +380,7 @@ __all__ = [
     "stream_stats",
     "sweep_figure",
     "sweep_mesh",
+    "sweep_summary",
     "SweepResult",
     "teacher_student_data",
     "teacher_student_exact_min_l2",

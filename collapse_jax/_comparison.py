@@ -6,10 +6,13 @@ in one ``jit(vmap)`` call (shapes are fixed by the frustration masks of
 [`frustration_data`][collapse_jax.frustration_data]);
 [`compare_mechanisms`][collapse_jax.compare_mechanisms] runs it for every mechanism,
 classifies each member and builds the table of the frustration range in which each mechanism keeps a
-finite separation. [`mechanism_fixed_point`][collapse_jax.mechanism_fixed_point] is the
-steady-state / linear-stability analysis,
-[`train_mechanism`][collapse_jax.train_mechanism] the discrete (optax) counterpart of the
-flow.
+finite separation. [`fixed_point_analysis`][collapse_jax.fixed_point_analysis] tabulates
+the steady state and linear stability of every mechanism
+([`mechanism_fixed_point`][collapse_jax.mechanism_fixed_point]), and
+[`training_comparison`][collapse_jax.training_comparison] classifies
+[`train_mechanism`][collapse_jax.train_mechanism], the discrete (optax) counterpart of the
+flow, per optimiser. Every grid runs on the sharded engine of
+[`run_grid`][collapse_jax.run_grid].
 
 Classification of a member (documented choice, from `MinL2(t)` at the save times):
 
@@ -34,10 +37,10 @@ import numpy as np
 
 from ._data import frustration_data, shared_from_frustration
 from ._diagnostics import diagnose
+from ._fixed_points import mechanism_fixed_point, predicted_zero_modes
 from ._integrate import log_times, simulate, train
 from ._mechanisms import MECHANISMS, Mechanism, get_mechanism, mechanism_metrics
 from ._metrics import fit_slow_rate, min_l2
-from ._projection import _rank, stop_gradient_zero_modes
 from ._sweep import collapse_time, environment, run_grid
 
 __all__ = [
@@ -47,8 +50,6 @@ __all__ = [
     "classify",
     "compare_mechanisms",
     "separation_table",
-    "mechanism_fixed_point",
-    "predicted_zero_modes",
     "fixed_point_analysis",
     "train_mechanism",
     "training_comparison",
@@ -101,8 +102,8 @@ def mechanism_member(
     ratio). Default solver: ``Tsit5`` (explicit; these small systems are stiff only mildly, and
     implicit solvers cost more to compile than to run).
     """
-    z0 = mech.init(key, data.n_samples, data.n_classes, dim)
-    args = mech.args(data.matrix(), value)
+    z0 = mech.start(key, data, dim)
+    args = mech.data_args(data, value)
     sol = simulate(
         mech.field(),
         z0,
@@ -224,6 +225,17 @@ def classify(t, min_l2, slow_rate, *, collapse_fraction: float = 1e-2) -> np.nda
     return np.where(np.isfinite(ct), "collapsed", np.where(steady, "separated", "decaying"))
 
 
+def _separated_up_to(frustration, separated) -> float | None:
+    """The largest ratio such that every ratio up to it is separated (``None``: not even the
+    first)."""
+    upto = None
+    for phi, good in zip(frustration, separated, strict=True):
+        if not good:
+            break
+        upto = float(phi)
+    return upto
+
+
 def separation_table(results: dict) -> list[dict]:
     """One row per mechanism and hyper-parameter value: where it keeps a finite separation.
 
@@ -236,18 +248,13 @@ def separation_table(results: dict) -> list[dict]:
     for name, r in results.items():
         for h, v in enumerate(r["values"]):
             ok = np.all(r["status"][:, h, :] == "separated", axis=-1)
-            upto = None
-            for phi, good in zip(r["frustration"], ok, strict=True):
-                if not good:
-                    break
-                upto = float(phi)
             ratio = r["min_l2"][:, h, :, -1] / r["min_l2"][:, h, :, 0]
             rows.append(
                 {
                     "mechanism": name,
                     "hyper": r["hyper"],
                     "value": None if np.isnan(v) else float(v),
-                    "separated_up_to": upto,
+                    "separated_up_to": _separated_up_to(r["frustration"], ok),
                     "separated_at": [
                         float(p) for p, g in zip(r["frustration"], ok, strict=True) if g
                     ],  # fmt: skip
@@ -309,135 +316,7 @@ def compare_mechanisms(
     }
 
 
-# --- fixed points and linear stability ------------------------------------------------------
-
-
-def mechanism_fixed_point(mechanism, data, state0, value=None, *, zero_tol=1e-7, **kwargs):
-    """Steady state reached from ``state0`` and its Jacobian spectrum (host, float64).
-
-    [`find_steady_state`][collapse_jax.find_steady_state] on the mechanism's field
-    (integrate, polish, refuse slow transients and saddles; ``kwargs`` passed on), then the spectrum
-    of the autodiff Jacobian of the field (correct for held-slot fields, docs/theory.md §3). Returns
-    ``status`` (``"fixed-point"``, ``"slow-transient"``, ``"saddle"``), ``min_l2``, ``residual``,
-    ``max_real`` (largest real part), ``zero_modes`` (`|lambda| <= zero_tol`), ``n_variables``,
-    ``asymmetry_norm`` `|J - J^T|_F`, ``eigenvalues`` and ``t``.
-
-    Closed forms exist for ``mse`` (docs/theory.md §2) and ``ema``
-    ([`ema_bias_matrix`][collapse_jax.ema_bias_matrix]; both linear, so the spectrum is
-    the same at every state) and for the fixed points of ``simsiam`` (docs/theory.md §3, P2: `W` has
-    eigenvalue `n/(n+M)` on the bias directions; ``ema_predictor`` has the same fixed points, with
-    `y_ema = y`). ``infonce``, ``vicreg`` and ``predictor`` are numerical only.
-    """
-    from ._spectral import asymmetry_norm, eigenvalues, jacobian
-    from ._steady import find_steady_state
-
-    mech = get_mechanism(mechanism)
-    args = mech.args(data.matrix(), value)
-    field = mech.field()
-    st = find_steady_state(field, state0, args, zero_tol=zero_tol, **kwargs)
-    J = jacobian(field, st.state, args)
-    ev = eigenvalues(J)
-    residual = st.residual_after if st.status == "fixed-point" else st.residual_before
-    return {
-        "mechanism": mech.name,
-        "value": value,
-        "status": st.status,
-        "min_l2": float(min_l2(st.state.y)),
-        "residual": float(residual),
-        "max_real": float(ev.real.max()),
-        "zero_modes": int(np.sum(np.abs(ev) <= zero_tol)),
-        "n_variables": int(J.shape[0]),
-        "asymmetry_norm": asymmetry_norm(J),
-        "eigenvalues": ev,
-        "t": float(st.t),
-        "state": st.state,
-    }
-
-
-def _components(A) -> int:
-    """Connected components of the bipartite sample-label graph (edges `A_ic > 0`); an
-    inactive row or an unused label is a component of its own."""
-    A = np.asarray(A) > 0
-    N, K = A.shape
-    parent = list(range(N + K))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for i, c in zip(*np.nonzero(A), strict=True):
-        parent[find(int(i))] = find(N + int(c))
-    return len({find(a) for a in range(N + K)})
-
-
-def _predictor_residual_rank(x, y, W, A) -> int:
-    """Rank of the Jacobian of the residuals `(W x_i - y_c, y_c - x_i)` over active pairs,
-    with respect to `(x, y, W)` (built by hand, not from the field)."""
-    N, d = x.shape
-    K = y.shape[0]
-    n_var = N * d + K * d + d * d
-    rows = []
-    eye = np.eye(d)
-    for i, c in zip(*np.nonzero(np.asarray(A) > 0), strict=True):
-        r1 = np.zeros((d, n_var))  # d(W x_i - y_c) = W dx_i + dW x_i - dy_c
-        r1[:, i * d : (i + 1) * d] = W
-        r1[:, N * d + c * d : N * d + (c + 1) * d] = -eye
-        r1[:, N * d + K * d :] = np.kron(eye, x[i][None, :])  # row-major dW
-        r2 = np.zeros((d, n_var))  # d(y_c - x_i)
-        r2[:, N * d + c * d : N * d + (c + 1) * d] = eye
-        r2[:, i * d : (i + 1) * d] = -eye
-        rows += [r1, r2]
-    return _rank(np.concatenate(rows), 1e-9)
-
-
-def predicted_zero_modes(mechanism, state, data) -> tuple[int | None, str]:
-    """Zero-mode count of the Jacobian at a fixed point, predicted without the field.
-
-    Returns ``(count, why)``; ``count`` is ``None`` where there is no prediction
-    (``infonce``: no fixed point; ``vicreg``: numerical only, see docs/mechanisms.md).
-
-    * ``mse``, ``ema``: the field is linear and the fixed points are the states where every
-      connected component of the sample-label graph (edges `A_ic > 0`) sits at one point
-      (for ``ema`` also `y_ema = y`): `d x components`. Standard data: `K d` at `M = 0`
-      (one translation per class: the conserved bias), `d` at `M > 0` (global translation).
-    * ``predictor`` (conservative, P1): fixed points are zero-loss states
-      `W x_i = y_c = x_i`; zero modes = kernel of the residual Jacobian
-      (``n_variables - rank``, built by hand). It is `d^2` when the distinct label points
-      are linearly independent or collapsed, `d^2 + (K - k) k` when `K` labels span only
-      `k` dimensions (standard data, `M = 0`, `W = I` on their span).
-    * ``simsiam``, ``ema_predictor``: the manifold of docs/theory.md §3 (P3),
-      `d^2 + (N - rank X)(d - rank W)` (the EMA copy adds no zero mode: `y_ema = y` is fixed
-      by its relaxation at rate `1/tau_ema`).
-    Every count contains the rotations `x -> R x, y -> R y (, W -> R W R^T)`, `d(d-1)/2`
-    directions, where the fixed point is not rotation-invariant.
-    """
-    mech = get_mechanism(mechanism)
-    A = np.asarray(data.matrix())
-    x = np.asarray(state.x)
-    N, d = x.shape
-    if mech.name in ("mse", "ema"):
-        comp = _components(A)
-        return d * comp, f"d x components of the sample-label graph = {d} x {comp}"
-    if mech.name == "predictor":
-        y, W = np.asarray(state.y), np.asarray(state.W)
-        n_var = N * d + y.size + W.size
-        rank = _predictor_residual_rank(x, y, W, A)
-        k = _rank(y)
-        return n_var - rank, (
-            f"zero-loss manifold W x_i = y_c = x_i: {n_var} variables - residual rank {rank} "
-            f"(labels span {k} dims; d^2 = {d * d})"
-        )
-    if mech.name in ("simsiam", "ema_predictor"):
-        z = stop_gradient_zero_modes(x, state.W, A)
-        n_act, rx, rw = z["active"], z["rank_x"], z["rank_w"]
-        return z["count"], (
-            f"d^2 + (N - rank X)(d - rank W) = {d * d} + ({n_act} - {rx})({d} - {rw})"
-        )
-    if mech.name == "vicreg":
-        return None, "numerical only: d translations + flat directions of the statistics"
-    return None, "no fixed point expected (the separation grows)"
+# --- fixed points and linear stability of every mechanism ----------------------------------
 
 
 def fixed_point_analysis(
@@ -473,7 +352,7 @@ def fixed_point_analysis(
             if progress is not None:
                 progress(f"{name} phi={phi:g}")
             mech = get_mechanism(name)
-            z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, n_classes, dim)
+            z0 = mech.start(jax.random.PRNGKey(seed), data, dim)
             out = mechanism_fixed_point(mech, data, z0, zero_tol=zero_tol, t_max=t_max)
             pred, why = predicted_zero_modes(mech, out["state"], data)
             mod = np.abs(out["eigenvalues"])
@@ -530,7 +409,7 @@ def train_mechanism(
     mech = get_mechanism(mechanism)
     if batch_size is not None and key is None:
         raise ValueError("train_mechanism: batch_size needs a PRNG key (key=...)")
-    args = mech.args(data.matrix(), value)
+    args = mech.data_args(data, value)
     N = args.A.shape[0]
     sample_args = None
     if batch_size is not None:
@@ -597,7 +476,8 @@ def training_comparison(
 ) -> dict:
     """Discrete training for every mechanism and optimiser over frustration ratios.
 
-    Each (mechanism, optimiser) is one ``jit(vmap)`` of
+    Each (mechanism, optimiser) is one sharded ``jit(vmap)``
+    ([`run_grid`][collapse_jax.run_grid]) of
     [`train_mechanism`][collapse_jax.train_mechanism] over the ratios (default
     hyper-parameter, one seed), run for `t1 / dt` steps; members are classified like the flow
     ([`classify`][collapse_jax.classify], with `t = step dt`). Returns
@@ -613,7 +493,7 @@ def training_comparison(
     start = time.perf_counter()
     for name in names:
         mech = get_mechanism(name)
-        z0 = mech.init(jax.random.PRNGKey(seed), data.n_samples, data.n_classes, dim)
+        z0 = mech.start(jax.random.PRNGKey(seed), data, dim)
         for opt_name, (opt, dt, batch) in optimizers.items():
             if progress is not None:
                 progress(f"{name}/{opt_name}")
@@ -622,22 +502,17 @@ def training_comparison(
             steps = save_every * (steps // save_every)
             bs = None if batch is None else max(1, data.n_samples // 2)
 
-            def run(d, mech=mech, z0=z0, opt=opt, dt=dt, steps=steps, save_every=save_every, bs=bs):
+            def run(data, mech=mech, z0=z0, opt=opt, dt=dt, steps=steps, every=save_every, bs=bs):
                 _, states = train_mechanism(
-                    mech, d, z0, opt, steps=steps, dt=dt, batch_size=bs,
-                    key=jax.random.PRNGKey(seed + 1), save_every=save_every,
+                    mech, data, z0, opt, steps=steps, dt=dt, batch_size=bs,
+                    key=jax.random.PRNGKey(seed + 1), save_every=every,
                 )  # fmt: skip
                 return jax.vmap(min_l2)(states.y)
 
-            ml = np.asarray(jax.jit(jax.vmap(run))(data))
+            ml, _ = run_grid(run, {"data": data})
             t = np.arange(ml.shape[-1]) * save_every * dt
             rates = np.array([fit_slow_rate(t[1:], m[1:], floor=RATE_FLOOR * m[0]) for m in ml])
             status = classify(t[1:], ml[:, 1:], rates)
-            upto = None
-            for phi, s in zip(phis, status, strict=True):
-                if s != "separated":
-                    break
-                upto = float(phi)
             rows.append(
                 {
                     "mechanism": name,
@@ -646,7 +521,7 @@ def training_comparison(
                     "status": status.tolist(),
                     "final_min_l2_ratio": (ml[:, -1] / ml[:, 0]).tolist(),
                     "slow_rate": rates.tolist(),
-                    "separated_up_to": upto,
+                    "separated_up_to": _separated_up_to(phis, status == "separated"),
                     "steps": steps,
                     "dt": dt,
                 }

@@ -39,11 +39,11 @@ OLD_MODULES = {
             "spectral",
             "steady",
             "sweep",
-            "teacher_student",
             "losses",
             "models",
         )
     },
+    "teacher_student": "_models.teacher_student",
     **{
         f"losses.{sub}": f"_losses.{sub}"
         for sub in ("embedding", "mechanisms", "projection", "teacher_student")

@@ -37,9 +37,6 @@ __all__ = [
     "exact_class_distances",
     "exact_min_l2",
     "compare_with_exact",
-    "teacher_student_hessian",
-    "teacher_student_slow_rate",
-    "teacher_student_exact_min_l2",
 ]
 
 
@@ -230,51 +227,3 @@ def compare_with_exact(
         "slow_rate_predicted": lam_plus,
         "fast_rate_predicted": lam_minus,
     }
-
-
-# --- Linear teacher-student model, plain variant (docs/theory.md §4) ------------------------------
-
-
-def teacher_student_hessian(moments) -> np.ndarray:
-    """Row Hessian of the plain teacher-student loss, host float64 `(D + 2, D + 2)`.
-
-    The plain loss `(1/P) sum_i 1/2 |U xi_i - y_{c_i}|^2` couples only the `a`-th row of `U`
-    with the `a`-th components of `y_±`, the same way for every `a`, so its full Hessian is
-    `H_row (x) I_p` with, in the order `(U_a, y_+a, y_-a)`,
-    `H_row = [[S, -mu_+, -mu_-], [-mu_+^T, pi_+, 0], [-mu_-^T, 0, pi_-]]`
-    (moments of [`TeacherStudentMoments`][collapse_jax.TeacherStudentMoments]).
-    """
-    S, mu, pi = (np.asarray(a, dtype=np.float64) for a in moments)
-    D = S.shape[0]
-    H = np.zeros((D + 2, D + 2))
-    H[:D, :D] = S
-    H[:D, D:] = -mu.T
-    H[D:, :D] = -mu
-    H[D:, D:] = np.diag(pi)
-    return H
-
-
-def teacher_student_slow_rate(moments, tol: float = 1e-8) -> float:
-    """Closed-form slow rate of `MinL2(t)` in the plain model (docs/theory.md §4).
-
-    The field is `-H z`, so every mode decays as `exp(-lambda_k t)`, and `MinL2 = |y_+ - y_-|`
-    decays at late times at the smallest eigenvalue `lambda_k` of `H_row` whose eigenvector has
-    a separation component `|v_{y+} - v_{y-}| > tol` (from a generic start).
-    """
-    lam, Q = np.linalg.eigh(teacher_student_hessian(moments))
-    sep = np.abs(Q[-2] - Q[-1])
-    return float(lam[np.argmax(sep > tol)])
-
-
-def teacher_student_exact_min_l2(state, moments, ts) -> np.ndarray:
-    """Exact `MinL2(t)` of the plain model: `V(t) = Q exp(-Lambda t) Q^T V(0)`, host float64.
-
-    `V` stacks, per student row `a`, `(U_a, y_+a, y_-a)` as a column (`(D + 2, p)`).
-    """
-    lam, Q = np.linalg.eigh(teacher_student_hessian(moments))
-    V0 = np.concatenate([np.asarray(state.U, np.float64).T, np.asarray(state.y, np.float64)], 0)
-    coef = Q.T @ V0  # (D + 2, p)
-    sep = Q[-2] - Q[-1]  # separation component of each mode
-    ts = np.asarray(ts, dtype=np.float64)
-    out = np.exp(-np.outer(ts, lam)) @ (sep[:, None] * coef)  # (T, p) = y_+ - y_-
-    return np.linalg.norm(out, axis=-1)

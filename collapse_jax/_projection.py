@@ -24,13 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._imex import AbstractStageSolveARK, StageSolveKenCarp4, StageSolveKenCarp5
-from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
+from ._integrate import DEFAULT_ATOL, DEFAULT_RTOL, default_solver, log_times, result_name, simulate
 from ._reduced import lift_state, reduce_state, reduced_field, reduced_params
 from ._types import ProjectionState
 
 __all__ = [
     "ProjectionRun",
     "simulate_projection",
+    "projection_run_report",
     "reduced_solver",
     "Path",
     "stop_gradient_zero_modes",
@@ -190,3 +191,99 @@ def stop_gradient_zero_modes(x, W, A=None) -> dict:
     n_act = int(active.sum())
     count = d * d + (n_act - rank_x) * (d - rank_w) + (N - n_act) * d
     return {"count": count, "rank_x": rank_x, "rank_w": rank_w, "active": n_act}
+
+
+def _final_norm(states) -> float:
+    """The Euclidean norm of a trajectory's last state (every leaf of the pytree)."""
+    return float(np.sqrt(sum(np.sum(np.asarray(a)[-1] ** 2) for a in states)))
+
+
+def projection_run_report(
+    data,
+    state0: ProjectionState,
+    ts,
+    *,
+    stop_gradient: bool = False,
+    path: Path = "reduced",
+    solver: Literal["kencarp", "kvaerno5", "tsit5"] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 200_000,
+    progress_meter: diffrax.AbstractProgressMeter | None = None,
+) -> dict:
+    """Integrate the projection model from ``state0`` and report its metrics at ``ts``.
+
+    What ``collapse-jax simulate --model projection`` reports: one
+    [`simulate_projection`][collapse_jax.simulate_projection] run and the
+    [`projection_metrics`][collapse_jax.projection_metrics] of every saved state.
+
+    Args:
+        data: a [`StandardData`][collapse_jax.StandardData].
+        state0: the start ([`init_projection_state`][collapse_jax.init_projection_state]).
+        ts: save times.
+        stop_gradient, path, max_steps, progress_meter: as in
+            [`simulate_projection`][collapse_jax.simulate_projection].
+        solver: ``"kencarp"`` (the reduced path's IMEX default), ``"kvaerno5"``
+            ([`default_solver`][collapse_jax.default_solver]) or ``"tsit5"``; default
+            ``"kencarp"`` on the reduced path, ``"kvaerno5"`` on the full one.
+        rtol, atol: tolerances (default [`DEFAULT_RTOL`][collapse_jax.DEFAULT_RTOL],
+            [`DEFAULT_ATOL`][collapse_jax.DEFAULT_ATOL]).
+
+    Returns:
+        ``t``, ``min_l2``, ``loss``, ``accuracy``, ``accuracy_all`` (numpy, `(T,)`),
+        ``final_state_norm``, ``solver``, ``result`` (its name), ``steps``, ``path``, ``rtol``,
+        ``atol``, ``seconds`` (integration and metrics), ``slow_rate_fit``, ``final_min_l2``,
+        ``final_w_eigenvalues_abs`` (sorted `|eig W|` at the last time) and ``final_y``, the
+        label embeddings `(K, d)` at the last time.
+    """
+    import time
+
+    from ._metrics import fit_slow_rate
+    from ._models.projection import projection_metrics
+
+    if solver is None:
+        solver = "kencarp" if path == "reduced" else "kvaerno5"
+    rtol = DEFAULT_RTOL if rtol is None else rtol
+    atol = DEFAULT_ATOL if atol is None else atol
+    solvers = {
+        "kvaerno5": lambda: default_solver(rtol, atol),
+        "kencarp": lambda: None,  # the reduced path's default IMEX solver
+        "tsit5": diffrax.Tsit5,
+    }
+    if solver not in solvers:
+        raise ValueError(f"solver must be one of {sorted(solvers)}, got {solver!r}")
+    start = time.perf_counter()
+    run = simulate_projection(
+        data,
+        state0,
+        stop_gradient=stop_gradient,
+        path=path,
+        ts=ts,
+        solver=solvers[solver](),
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        progress_meter=progress_meter,
+    )
+    metrics = jax.vmap(lambda s: projection_metrics(s, data))(run.states)
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}
+    seconds = time.perf_counter() - start
+    return {
+        "t": np.asarray(ts),
+        "min_l2": metrics["min_l2"],
+        "loss": metrics["loss"],
+        "accuracy": metrics["accuracy"],
+        "accuracy_all": metrics["accuracy_all"],
+        "final_state_norm": _final_norm(run.states),
+        "solver": solver,
+        "result": result_name(run.result),
+        "steps": int(run.steps),
+        "path": path,
+        "rtol": rtol,
+        "atol": atol,
+        "seconds": seconds,
+        "slow_rate_fit": fit_slow_rate(ts, metrics["min_l2"]),
+        "final_min_l2": float(metrics["min_l2"][-1]),
+        "final_w_eigenvalues_abs": np.sort(np.abs(np.linalg.eigvals(np.asarray(run.states.W[-1])))),
+        "final_y": run.states.y[-1],
+    }

@@ -36,6 +36,8 @@ __all__ = [
     "save_sweep",
     "load_sweep",
     "collapse_time",
+    "mean_over_seeds",
+    "sweep_summary",
     "sweep_mesh",
     "frustration_sweep",
     "run_grid",
@@ -290,3 +292,42 @@ def collapse_time(ts, min_l2, fraction: float = 1e-2) -> np.ndarray:
     below = v < fraction * v[..., :1]
     idx = np.argmax(below, axis=-1)
     return np.where(below.any(axis=-1), ts[idx], np.nan)
+
+
+def mean_over_seeds(values) -> np.ndarray:
+    """Mean over the seed axis (axis 1) of `(F, S)` values, ignoring NaN.
+
+    A ratio where no seed has a finite value (e.g. no seed collapsed, see
+    [`collapse_time`][collapse_jax.collapse_time]) stays NaN, without a warning.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    count = np.sum(np.isfinite(a), axis=1)
+    total = np.nansum(a, axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def sweep_summary(result: SweepResult, rates: dict | None = None) -> dict:
+    """Per ratio, averaged over seeds: what ``collapse-jax sweep`` reports of one sweep.
+
+    Args:
+        result: a [`SweepResult`][collapse_jax.SweepResult].
+        rates: optional per-member fitted rates, `(F, S)` arrays ``slow_rate_fit`` and
+            ``fast_rate_fit`` (as from [`fitted_rates`][collapse_jax.fitted_rates]).
+
+    Returns:
+        ``final_min_l2`` (the plain mean of the last MinL2), ``final_accuracy`` and
+        ``collapse_time`` (means over the seeds with a value,
+        [`mean_over_seeds`][collapse_jax.mean_over_seeds]), each `(F,)`, and
+        ``failed_members``, the number of members whose solve failed; with ``rates`` also
+        ``slow_rate_fit`` and ``fast_rate_fit``, NaN-ignoring means `(F,)`.
+    """
+    summary = {
+        "final_min_l2": result.min_l2[..., -1].mean(axis=1),
+        "final_accuracy": mean_over_seeds(result.accuracy[..., -1]),
+        "collapse_time": mean_over_seeds(collapse_time(result.t, result.min_l2)),
+        "failed_members": int(np.sum(result.result != 0)),
+    }
+    if rates is not None:
+        summary["slow_rate_fit"] = mean_over_seeds(rates["slow_rate_fit"])
+        summary["fast_rate_fit"] = mean_over_seeds(rates["fast_rate_fit"])
+    return summary

@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax._comparison import (
-    fixed_point_analysis,
-    mechanism_fixed_point,
-    predicted_zero_modes,
-)
+from collapse_jax._comparison import fixed_point_analysis
+from collapse_jax._fixed_points import mechanism_fixed_point, predicted_zero_modes
 from collapse_jax._mechanisms import MECHANISMS
 from collapse_jax._spectral import finite_difference_jacobian, jacobian
 

@@ -20,7 +20,8 @@ from helpers import (
 )
 
 import collapse_jax as cj
-from collapse_jax._comparison import compare_mechanisms, mechanism_fixed_point
+from collapse_jax._comparison import compare_mechanisms
+from collapse_jax._fixed_points import mechanism_fixed_point
 from collapse_jax._mechanisms import MECHANISMS, ema_bias_matrix
 
 NAMES = sorted(MECHANISMS)

@@ -13,6 +13,11 @@ Jacobian, steady state, the sharded sweep engine) runs on it from its registry r
 compares with an independent reference (numpy loops, finite differences, a Python loop).
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -20,11 +25,17 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax._losses import pair_sum
-from collapse_jax._models import MODELS, Model, get_model, register
-from collapse_jax._spectral import finite_difference_jacobian, jacobian
-from collapse_jax._steady import find_steady_state
-from collapse_jax._sweep import run_grid
+from collapse_jax import (
+    MODELS,
+    Model,
+    find_steady_state,
+    finite_difference_jacobian,
+    get_model,
+    jacobian,
+    pair_sum,
+    register,
+    run_grid,
+)
 
 
 def _cross_correlation(A, x, y):
@@ -63,15 +74,17 @@ def _numpy_field(x, y, A, stop_gradient):
     return fx, fy
 
 
+def toy_row() -> Model:
+    """The registry row of the toy model (stop-gradient field, no hyper-parameter)."""
+    return Model(
+        "toy_barlow", barlow_loss, cj.init_embedding_state, True, False, None, {}, (None,),
+        "cross-correlation pushed to the identity, labels pulled to held samples",
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def model():
-    row = register(
-        Model(
-            "toy_barlow", barlow_loss, cj.init_embedding_state, True, False, None, {}, (None,),
-            "cross-correlation pushed to the identity, labels pulled to held samples",
-        ),
-        replace=True,
-    )  # fmt: skip
+    row = register(toy_row(), replace=True)
     yield row
     MODELS.pop("toy_barlow")
 
@@ -79,8 +92,8 @@ def model():
 @pytest.fixture(scope="module")
 def problem(model):
     data = cj.standard_data(3, 2, 1)
-    z0 = model.init(jax.random.PRNGKey(3), data.n_samples, data.n_classes, 2)
-    return data, z0, model.args(data.matrix())
+    z0 = model.start(jax.random.PRNGKey(3), data, 2)
+    return data, z0, model.data_args(data)
 
 
 def test_registered_and_found(model):
@@ -135,25 +148,85 @@ def test_simulate_and_steady_state(model, problem):
     np.testing.assert_allclose(x.T @ A @ y / A.sum(), np.eye(2), atol=1e-9)
 
 
-def test_sharded_sweep_matches_a_python_loop(model):
-    phis = np.array([0.0, 0.25])
-    data = cj.frustration_data(3, 2, phis, max_shared=2)
-    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in (0, 1, 2)])
+SWEEP_PHIS = np.array([0.0, 0.2, 0.25])
+SWEEP_SEEDS = (0, 1, 2)
+
+
+def sweep_axes():
+    """The sweep grid: 3 ratios x 3 seeds = 9 members (padded to 10 over 2 devices)."""
+    data = cj.frustration_data(3, 2, SWEEP_PHIS, max_shared=2)
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in SWEEP_SEEDS])
+    return {"data": data, "key": keys}
+
+
+def sweep_member(model):
+    """One sweep member of ``model``: MinL2 at 5 times of a Tsit5 run from its default start."""
     ts = cj.log_times(1e-1, 10.0, 5)
 
     def member(data, key):
-        z0 = model.init(key, data.n_samples, data.n_classes, 2)
-        args = model.args(data.matrix())
+        z0 = model.start(key, data, 2)
+        args = model.data_args(data)
         sol = cj.simulate(model.field(), z0, args, ts=ts, solver=diffrax.Tsit5(),
                           rtol=1e-10, atol=1e-12)  # fmt: skip
         return {"min_l2": jax.vmap(cj.min_l2)(sol.ys.y), "result": sol.result._value}
 
-    out, timing = run_grid(member, {"data": data, "key": keys}, devices=jax.devices())
-    assert out["min_l2"].shape == (2, 3, 5) and timing["n_devices"] == len(jax.devices())
-    assert np.all(out["result"] == 0)
+    return member
+
+
+def _python_loop(member):
+    """The reference: each member alone (``jit`` of one member, no ``vmap``, no sharding)."""
+    axes = sweep_axes()
     one = jax.jit(member)
-    for f in range(2):
-        d = jax.tree.map(lambda a, f=f: a[f], data)
-        for s in range(3):
-            ref = np.asarray(one(d, jnp.asarray(keys[s]))["min_l2"])
-            np.testing.assert_allclose(out["min_l2"][f, s], ref, rtol=1e-9)
+    ref = np.empty((len(SWEEP_PHIS), len(SWEEP_SEEDS), 5))
+    for f in range(len(SWEEP_PHIS)):
+        d = jax.tree.map(lambda a, f=f: a[f], axes["data"])
+        for s in range(len(SWEEP_SEEDS)):
+            ref[f, s] = np.asarray(one(d, jnp.asarray(axes["key"][s]))["min_l2"])
+    return ref
+
+
+def test_sharded_sweep_matches_a_python_loop(model):
+    member = sweep_member(model)
+    out, timing = run_grid(member, sweep_axes(), devices=jax.devices())
+    assert out["min_l2"].shape == (3, 3, 5) and timing["n_devices"] == len(jax.devices())
+    assert np.all(out["result"] == 0)
+    np.testing.assert_allclose(out["min_l2"], _python_loop(member), rtol=1e-9)
+
+
+TWO_DEVICES = """
+import sys
+import chex, jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, sys.argv[1])
+import collapse_jax as cj
+import test_new_model as t
+assert len(jax.devices()) == 2, jax.devices()
+row = cj.register(t.toy_row())  # registered here, in a fresh process, by the test file alone
+member = chex.assert_max_traces(t.sweep_member(row), n=1)  # one trace: one compile
+out, timing = cj.run_grid(member, t.sweep_axes())
+np.savez(sys.argv[2], min_l2=out["min_l2"], result=out["result"],
+         n_devices=timing["n_devices"])
+"""
+
+
+def test_sharded_sweep_on_two_devices(model, tmp_path):
+    """The sweep engine shards the new model over a 2-device mesh (9 members, padded to 10)
+    in a fresh process, tracing the member once; it matches the python loop here."""
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    path = tmp_path / "two.npz"
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(path) as got:
+        assert int(got["n_devices"]) == 2
+        assert np.all(got["result"] == 0)
+        np.testing.assert_allclose(got["min_l2"], _python_loop(sweep_member(model)), rtol=1e-9)

@@ -24,7 +24,7 @@ PUBLIC = {
     "collapse_jax",
     "collapse_jax._sweep",
     "collapse_jax._plots",
-    "collapse_jax._teacher_student",
+    "collapse_jax._models.teacher_student",
 }
 
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import diffrax
 import jax
@@ -319,3 +320,76 @@ def test_failing_projection_member_keeps_its_code(projection_pair):
     assert np.all(again.result[over] == diffrax.RESULTS.max_steps_reached._value)
     assert np.all(again.result[~over] == 0)
     np.testing.assert_array_equal(again.min_l2[~over], res.min_l2[~over])
+
+
+def _loop_mean_over_seeds(a):
+    """The NaN-ignoring mean over seeds, one ratio and one seed at a time."""
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        values = [v for v in a[i] if np.isfinite(v)]
+        out[i] = sum(values) / len(values) if values else np.nan
+    return out
+
+
+def test_mean_over_seeds_and_sweep_summary_match_a_numpy_loop():
+    rng = np.random.default_rng(0)
+    F, S, T = 4, 5, 7
+    min_l2 = rng.uniform(0.5, 2.0, (F, S, T))
+    min_l2[1, :2, 3:] *= 1e-3  # two seeds of ratio 1 collapse at t[3]
+    min_l2[2, :, 5:] *= 1e-3  # every seed of ratio 2 collapses at t[5]
+    accuracy = rng.uniform(0.0, 1.0, (F, S, T))
+    accuracy[0, 1, -1] = np.nan
+    accuracy[3, :, -1] = np.nan  # no finite value: NaN, no warning
+    codes = np.zeros((F, S), np.int32)
+    codes[1, 3] = codes[2, 0] = 8
+    ts = np.geomspace(1e-2, 1e2, T)
+    result = cj.SweepResult(
+        frustration=np.linspace(0, 0.3, F),
+        seed=np.arange(S),
+        t=ts,
+        shared=np.arange(F, dtype=np.float64),
+        min_l2=min_l2,
+        accuracy=accuracy,
+        accuracy_all=accuracy,
+        loss=min_l2,
+        result=codes,
+        steps=np.zeros((F, S), np.int32),
+        metadata={},
+    )
+    rates = {"slow_rate_fit": rng.normal(size=(F, S)), "fast_rate_fit": rng.normal(size=(F, S))}
+    rates["slow_rate_fit"][0, :] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = cj.sweep_summary(result, rates)
+        plain = cj.sweep_summary(result)
+
+    collapse = np.full((F, S), np.nan)
+    for i in range(F):
+        for j in range(S):
+            for k in range(T):
+                if min_l2[i, j, k] < 1e-2 * min_l2[i, j, 0]:
+                    collapse[i, j] = ts[k]
+                    break
+    loop = {
+        "final_min_l2": np.array([np.mean(min_l2[i, :, -1]) for i in range(F)]),
+        "final_accuracy": _loop_mean_over_seeds(accuracy[..., -1]),
+        "collapse_time": _loop_mean_over_seeds(collapse),
+        "slow_rate_fit": _loop_mean_over_seeds(rates["slow_rate_fit"]),
+        "fast_rate_fit": _loop_mean_over_seeds(rates["fast_rate_fit"]),
+    }
+    assert list(summary) == [
+        "final_min_l2",
+        "final_accuracy",
+        "collapse_time",
+        "failed_members",
+        "slow_rate_fit",
+        "fast_rate_fit",
+    ]
+    assert list(plain) == list(summary)[:4]
+    for key, expected in loop.items():
+        np.testing.assert_allclose(summary[key], expected, rtol=1e-14, err_msg=key)
+    assert np.isnan(summary["final_accuracy"][3]) and np.isnan(summary["collapse_time"][0])
+    assert summary["failed_members"] == plain["failed_members"] == 2
+    np.testing.assert_array_equal(
+        cj.mean_over_seeds(rates["fast_rate_fit"]), summary["fast_rate_fit"]
+    )

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import collapse_jax as cj
-from collapse_jax._teacher_student import (
+from collapse_jax._models.teacher_student import (
     TeacherStudentConfig,
     run_teacher_student,
     teacher_student_member,
@@ -109,6 +109,43 @@ def test_fields_match_numpy_reference(projection, stop_gradient):
     # training_loss (optax-facing) has gradient -F in value
     g = jax.grad(cj.training_loss(loss, stop_gradient=stop_gradient))(state, data.moments())
     np.testing.assert_allclose(_np(g.U), -dU, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "name,projection,stop_gradient",
+    [
+        ("teacher_student", False, False),
+        ("teacher_student_projection", True, False),
+        ("teacher_student_sg", True, True),
+    ],
+)
+def test_registry_rows_fields_start_and_metrics(name, projection, stop_gradient):
+    """The registry rows: the generic ``start``/``data_args``/``field`` of a row give the
+    numpy per-sample field, its Jacobian matches finite differences, and its metrics row is
+    the model's metrics."""
+    row = cj.get_model(name)
+    kd, ks = jax.random.split(jax.random.PRNGKey(3))
+    data = cj.teacher_student_data(kd, 0.1, **SMALL)
+    state = row.start(ks, data, 3)
+    ref = cj.init_teacher_student_state(ks, SMALL["dim"], 3, projection=projection)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    args = row.data_args(data)
+    F = row.field()(0.0, state, args)
+    dU, dy, dW = _reference_fields(state, data, stop_gradient)
+    # measured: 2.6-3.9e-16 relative to the largest entry
+    np.testing.assert_allclose(_np(F.U), dU, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(_np(F.y), dy, rtol=1e-12, atol=1e-13)
+    if projection:
+        np.testing.assert_allclose(_np(F.W), dW, rtol=1e-12, atol=1e-13)
+    J = cj.jacobian(row.field(), state, args)
+    J_fd = cj.finite_difference_jacobian(row.field(), state, args)
+    np.testing.assert_allclose(J, J_fd, atol=3e-10)  # measured 0.9-2.5e-11 (|J| <= 4.5)
+    assert cj.is_symmetric(J) == row.conservative
+    m = row.metrics(row, state, data, args)
+    assert float(m["min_l2"]) == pytest.approx(float(np.linalg.norm(_np(state.y[0] - state.y[1]))))
+    with pytest.raises(TypeError, match="starts from its own data"):
+        row.init(ks, 10, 2, 3)
 
 
 def test_plain_jacobian_is_minus_numpy_hessian():
@@ -334,7 +371,7 @@ def test_projection_with_and_without_stop_gradient_split(projection_runs):
 
 def test_scale_summary_on_a_rescaling_path():
     """A path that only rescales (z(t) = e^{-a t} z0): rates a, zero shape drift."""
-    from collapse_jax._teacher_student import scale_summary
+    from collapse_jax._models.teacher_student import scale_summary
     from collapse_jax._types import TeacherStudentState
 
     t = np.linspace(0.0, 100.0, 50)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -87,6 +86,16 @@ class Model(NamedTuple):
             [`label_metrics`][collapse_jax.label_metrics]).
         spectrum: closed-form Jacobian spectrum ``spectrum(data, dim) -> sorted eigenvalues``
             where the model has one (``None`` otherwise).
+        init_data: ``init_data(key, data, dim) -> state`` for a model on data of its own
+            (the teacher–student rows); ``None``: ``init`` on the standard data's sizes.
+        args_data: ``args_data(data, params) -> args`` for a model on data of its own;
+            ``None``: [`MechanismArgs`][collapse_jax.MechanismArgs] of ``data.matrix()``.
+
+    The one convention for generic code: a row's start is
+    [`start(key, data, dim)`][collapse_jax.Model.start] and its loss's third argument
+    [`data_args(data, value)`][collapse_jax.Model.data_args], whatever data the model lives on
+    (an alignment matrix with hyper-parameters for the standard data, the input moments for
+    the teacher–student model).
     """
 
     name: str
@@ -100,16 +109,27 @@ class Model(NamedTuple):
     description: str
     metrics: Callable = label_metrics
     spectrum: Callable | None = None
+    init_data: Callable | None = None
+    args_data: Callable | None = None
 
     @property
     def conservative(self) -> bool:
         """True when the field is `-grad` of a scalar (its Jacobian is symmetric)."""
         return not (self.stop_gradient or self.ema)
 
-    @property
-    def predictor(self) -> bool:
-        """True when the state has a predictor `W` (accuracy then uses `yhat(x) = W x`)."""
-        return "W" in self.init(jax.random.PRNGKey(0), 1, 2, 1)._fields
+    def start(self, key, data, dim: int):
+        """The default initial state on ``data`` (embedding dimension ``dim``)."""
+        if self.init_data is not None:
+            return self.init_data(key, data, dim)
+        return self.init(key, data.n_samples, data.n_classes, dim)
+
+    def data_args(self, data, value=None, **overrides):
+        """The third argument of the row's loss on ``data``: the hyper-parameters as in
+        [`args`][collapse_jax.Model.args] (``value`` the main one), then
+        ``args_data(data, params)`` where the row has it, else ``args(data.matrix(), ...)``."""
+        if self.args_data is None:
+            return self.args(data.matrix(), value, **overrides)
+        return self.args_data(data, self._params(value, overrides))
 
     @property
     def default(self) -> float | None:
@@ -126,6 +146,11 @@ class Model(NamedTuple):
         """[`MechanismArgs`][collapse_jax.MechanismArgs] with the defaults, the
         main hyper-parameter set to ``value``
         (if given) and any other ``overrides``; values may be traced (``vmap``)."""
+        params = self._params(value, overrides)
+        dtype = jnp.asarray(A).dtype
+        return MechanismArgs(A, {k: jnp.asarray(v, dtype) for k, v in params.items()})
+
+    def _params(self, value, overrides) -> dict:
         params = dict(self.params)
         if value is not None:
             if self.hyper is None:
@@ -135,8 +160,7 @@ class Model(NamedTuple):
         if unknown:
             raise ValueError(f"mechanism {self.name!r} has no parameters {sorted(unknown)}")
         params.update(overrides)
-        dtype = jnp.asarray(A).dtype
-        return MechanismArgs(A, {k: jnp.asarray(v, dtype) for k, v in params.items()})
+        return params
 
 
 #: Every registered model, by name (the mechanisms of docs/mechanisms.md first, in their order).
@@ -249,3 +273,6 @@ for _m in (
 ):
     register(_m)
 del _m
+
+# The teacher–student rows live with their model (they register themselves on import).
+from . import teacher_student as _teacher_student  # noqa: E402, F401

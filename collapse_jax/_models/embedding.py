@@ -30,6 +30,7 @@ __all__ = [
     "embedding_metrics",
     "embedding_spectrum_report",
     "embedding_member",
+    "embedding_run_report",
     "embedding_sweep",
     "fitted_rates",
 ]
@@ -135,6 +136,95 @@ def embedding_member(
         "loss": m["loss"],
         "result": result,
         "steps": steps,
+    }
+
+
+def embedding_run_report(
+    data: StandardData,
+    state0,
+    ts,
+    *,
+    solver: Literal["kvaerno5", "tsit5", "exact"] = "kvaerno5",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 200_000,
+    progress_meter=None,
+) -> dict:
+    """Integrate the embedding model from ``state0``; its metrics at ``ts`` vs the exact solution.
+
+    What ``collapse-jax simulate`` reports (embedding model).
+
+    Args:
+        data: a [`StandardData`][collapse_jax.StandardData].
+        state0: the start ([`init_embedding_state`][collapse_jax.init_embedding_state]).
+        ts: save times.
+        solver: ``"kvaerno5"`` (implicit, [`simulate`][collapse_jax.simulate]'s default),
+            ``"tsit5"`` (explicit) or ``"exact"`` (the sector solution
+            [`exact_solution`][collapse_jax.exact_solution], no integration).
+        rtol, atol: tolerances (default [`DEFAULT_RTOL`][collapse_jax.DEFAULT_RTOL],
+            [`DEFAULT_ATOL`][collapse_jax.DEFAULT_ATOL]).
+        max_steps, progress_meter: as in [`simulate`][collapse_jax.simulate].
+
+    Returns:
+        ``t``, ``min_l2``, ``loss``, ``accuracy``, ``accuracy_all`` (numpy, `(T,)`),
+        ``final_state_norm``, ``solver``, ``result`` (its name), ``steps``, ``rtol``, ``atol``,
+        ``seconds`` (integration and metrics), then the comparison with the exact solution
+        ([`compare_with_exact`][collapse_jax.compare_with_exact]: ``min_l2_exact``,
+        ``max_rel_error_vs_exact``), ``slow_rate_fit``, ``slow_rate_predicted``,
+        ``fast_rate_predicted`` and ``final_min_l2``.
+    """
+    import time
+
+    import diffrax
+
+    from .._exact import compare_with_exact
+    from .._integrate import DEFAULT_ATOL, DEFAULT_RTOL, result_name
+    from .._projection import _final_norm
+
+    if solver not in ("kvaerno5", "tsit5", "exact"):
+        raise ValueError(f"solver must be 'kvaerno5', 'tsit5' or 'exact', got {solver!r}")
+    rtol = DEFAULT_RTOL if rtol is None else rtol
+    atol = DEFAULT_ATOL if atol is None else atol
+    start = time.perf_counter()
+    if solver == "exact":
+        ys = exact_solution(state0, data, ts)
+        result, steps = "successful", 0
+    else:
+        sol = simulate(
+            vector_field(embedding_loss),
+            state0,
+            data.matrix(),
+            ts=ts,
+            solver=None if solver == "kvaerno5" else diffrax.Tsit5(),
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            progress_meter=progress_meter,
+        )
+        ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
+    metrics = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+    seconds = time.perf_counter() - start
+    ml = np.asarray(metrics["min_l2"])
+    exact = compare_with_exact(state0, data, ts, ml)
+    return {
+        "t": np.asarray(ts),
+        "min_l2": ml,
+        "loss": np.asarray(metrics["loss"]),
+        "accuracy": np.asarray(metrics["accuracy"]),
+        "accuracy_all": np.asarray(metrics["accuracy_all"]),
+        "final_state_norm": _final_norm(ys),
+        "solver": solver,
+        "result": result,
+        "steps": steps,
+        "rtol": rtol,
+        "atol": atol,
+        "seconds": seconds,
+        "min_l2_exact": exact["min_l2_exact"],
+        "max_rel_error_vs_exact": exact["max_rel_error_vs_exact"],
+        "slow_rate_fit": fit_slow_rate(ts, ml),
+        "slow_rate_predicted": exact["slow_rate_predicted"],
+        "fast_rate_predicted": exact["fast_rate_predicted"],
+        "final_min_l2": float(ml[-1]),
     }
 
 

@@ -31,30 +31,32 @@ class _Parser(argparse.ArgumentParser):
 # --- argument types ------------------------------------------------------------------------
 
 
-def _positive_float(name):
+def _checked_number(name, convert, kind, ok, must, *, echo_text=False):
+    """An argparse type: ``convert(text)`` (a ``kind``, else an error) that passes ``ok``; the
+    error says what it must (``must``) and names the value (or the text as typed: ``echo_text``)."""
+
     def parse(text):
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+            raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
+        if not ok(value):
+            shown = text if echo_text else value
+            raise argparse.ArgumentTypeError(f"{name} must {must}, got {shown}")
         return value
 
     return parse
+
+
+def _positive_float(name):
+    def ok(value):
+        return math.isfinite(value) and value > 0
+
+    return _checked_number(name, float, "a number", ok, "be a positive number", echo_text=True)
 
 
 def _int_at_least(name, minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
-        return value
-
-    return parse
+    return _checked_number(name, int, "an integer", lambda v: v >= minimum, f"be >= {minimum}")
 
 
 def _name_list(flag, text, allowed):
@@ -86,15 +88,14 @@ def _frustration_range(text):
     return np.linspace(start, stop, count)
 
 
-def _frustration_half(text):
-    """One frustration fraction in [0, 0.5) (the teacher-student model)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--frustration must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value < 0.5):
-        raise argparse.ArgumentTypeError(f"--frustration must lie in [0, 0.5), got {text}")
-    return value
+def _half_fraction(value):
+    return math.isfinite(value) and 0.0 <= value < 0.5
+
+
+# one frustration fraction in [0, 0.5) (the teacher-student model)
+_frustration_half = _checked_number(
+    "--frustration", float, "a number", _half_fraction, "lie in [0, 0.5)", echo_text=True
+)
 
 
 # --- flags -------------------------------------------------------------------------------
@@ -106,6 +107,47 @@ def _add_output_flags(p, progress="progress bar"):
     p.add_argument("--quiet", action="store_true", help=f"no {progress}")
 
 
+def _add_int_flag(p, flag, minimum, default, help):
+    """An integer flag ``>= minimum`` (its errors name ``flag``)."""
+    p.add_argument(flag, type=_int_at_least(flag, minimum), default=default, help=help)
+
+
+def _add_positive_flag(p, flag, default, help):
+    """A positive, finite number flag (its errors name ``flag``)."""
+    p.add_argument(flag, type=_positive_float(flag), default=default, help=help)
+
+
+def _add_seed_flag(p, drawn, default=DEFAULTS["seed"]):
+    """``--seed``: the seed of what is ``drawn``."""
+    p.add_argument(
+        "--seed", type=int, default=default, help=f"seed of {drawn} (default %(default)s)"
+    )
+
+
+def _add_stop_gradient_flag(p, only="projection model"):
+    p.add_argument(
+        "--stop-gradient", action="store_true", help=f"stop-gradient field ({only} only)"
+    )
+
+
+def _add_out_flag(p, default, help):
+    """``--out``: the output folder (made by ``_out_dir``)."""
+    p.add_argument("--out", default=default, help=help)
+
+
+def _add_quick_flag(p, help):
+    p.add_argument("--quick", action="store_true", help=help)
+
+
+# the data set's sizes: flag, minimum, what it counts (defaults in ``DEFAULTS``)
+_SIZE_FLAGS = (
+    ("--classes", 2, "number of classes K"),
+    ("--per-class", 1, "clean samples per class n"),
+    ("--shared", 0, "shared (frustrated) samples M"),
+    ("--dim", 1, "embedding dimension d"),
+)
+
+
 def _add_model_flags(p, model="embedding"):
     """The minimal model's flags (group "model") and the output flags (group "output")."""
     g = p.add_argument_group("model")
@@ -115,58 +157,24 @@ def _add_model_flags(p, model="embedding"):
         default=model,
         help=f"which minimal model (default: {model})",
     )
-    g.add_argument(
-        "--stop-gradient", action="store_true", help="stop-gradient field (projection model only)"
-    )
-    g.add_argument(
-        "--classes",
-        type=_int_at_least("--classes", 2),
-        default=DEFAULTS["classes"],
-        help="number of classes K (>= 2, default %(default)s)",
-    )
-    g.add_argument(
-        "--per-class",
-        type=_int_at_least("--per-class", 1),
-        default=DEFAULTS["per_class"],
-        help="clean samples per class n (>= 1, default %(default)s)",
-    )
-    g.add_argument(
-        "--shared",
-        type=_int_at_least("--shared", 0),
-        default=DEFAULTS["shared"],
-        help="shared (frustrated) samples M (>= 0, default %(default)s)",
-    )
-    g.add_argument(
-        "--dim",
-        type=_int_at_least("--dim", 1),
-        default=DEFAULTS["dim"],
-        help="embedding dimension d (>= 1, default %(default)s)",
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULTS["seed"],
-        help="seed of the initial state x~N(0,1), y~2N(0,1) (default %(default)s)",
-    )
+    _add_stop_gradient_flag(g)
+    for flag, minimum, what in _SIZE_FLAGS:
+        default = DEFAULTS[flag[2:].replace("-", "_")]
+        _add_int_flag(g, flag, minimum, default, f"{what} (>= {minimum}, default %(default)s)")
+    _add_seed_flag(g, "the initial state x~N(0,1), y~2N(0,1)")
     _add_output_flags(p.add_argument_group("output"))
+
+
+def _add_t1_flag(p, t1: float):
+    _add_positive_flag(p, "--t1", t1, "end time (default %(default)s)")
 
 
 def _add_time_flags(p, t1: float):
     """``--t1``, ``--t-min``, ``--points``: the log-spaced save grid of a run."""
-    p.add_argument(
-        "--t1", type=_positive_float("--t1"), default=t1, help="end time (default %(default)s)"
-    )
-    p.add_argument(
-        "--t-min",
-        type=_positive_float("--t-min"),
-        default=1e-2,
-        help="first save time (default %(default)s)",
-    )
-    p.add_argument(
-        "--points",
-        type=_int_at_least("--points", 2),
-        default=100,
-        help="log-spaced save times in [t-min, t1] (default %(default)s)",
+    _add_t1_flag(p, t1)
+    _add_positive_flag(p, "--t-min", 1e-2, "first save time (default %(default)s)")
+    _add_int_flag(
+        p, "--points", 2, 100, "log-spaced save times in [t-min, t1] (default %(default)s)"
     )
 
 
@@ -182,17 +190,14 @@ def _add_path_flag(p):
 
 def _add_steady_flags(p):
     g = p.add_argument_group("steady state (projection model)")
-    g.add_argument(
-        "--horizon",
-        type=_positive_float("--horizon"),
-        default=1e3,
-        help="first integration horizon; later ones grow x10 (default %(default)s)",
+    _add_positive_flag(
+        g, "--horizon", 1e3, "first integration horizon; later ones grow x10 (default %(default)s)"
     )
-    g.add_argument(
+    _add_positive_flag(
+        g,
         "--t-max",
-        type=_positive_float("--t-max"),
-        default=1e5,
-        help="give up (report a slow transient or saddle) at this time (default %(default)s)",
+        1e5,
+        "give up (report a slow transient or saddle) at this time (default %(default)s)",
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ._common import (
     UsageError,
+    _add_int_flag,
     _add_model_flags,
+    _add_positive_flag,
+    _add_t1_flag,
     _check_model,
-    _int_at_least,
     _note,
-    _positive_float,
     _setup,
 )
 
@@ -20,27 +21,12 @@ def add_parser(sub):
         COMMAND, help="self-consistent (Dyson-type) solution of the projection model vs direct"
     )
     _add_model_flags(sdm, model="projection")
-    sdm.add_argument(
-        "--t1", type=_positive_float("--t1"), default=50.0, help="end time (default %(default)s)"
+    _add_t1_flag(sdm, 50.0)
+    _add_positive_flag(sdm, "--window", 1.0, "Picard window length (default %(default)s)")
+    _add_positive_flag(
+        sdm, "--tol", 1e-10, "convergence threshold on max |W_new - W_old| (default %(default)s)"
     )
-    sdm.add_argument(
-        "--window",
-        type=_positive_float("--window"),
-        default=1.0,
-        help="Picard window length (default %(default)s)",
-    )
-    sdm.add_argument(
-        "--tol",
-        type=_positive_float("--tol"),
-        default=1e-10,
-        help="convergence threshold on max |W_new - W_old| (default %(default)s)",
-    )
-    sdm.add_argument(
-        "--max-iter",
-        type=_int_at_least("--max-iter", 1),
-        default=50,
-        help="Picard iterations a window (default %(default)s)",
-    )
+    _add_int_flag(sdm, "--max-iter", 1, 50, "Picard iterations a window (default %(default)s)")
 
 
 def run(args, progress):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ._common import (
     UsageError,
+    _add_int_flag,
     _add_model_flags,
     _add_path_flag,
     _add_steady_flags,
     _check_horizon,
     _check_model,
-    _int_at_least,
     _model_info,
     _print_fixed_point,
     _progress_meter,
@@ -38,11 +38,12 @@ def add_parser(sub):
     _add_model_flags(sf, model="projection")
     _add_steady_flags(sf)
     _add_path_flag(sf)
-    sf.add_argument(
+    _add_int_flag(
+        sf,
         "--seeds",
-        type=_int_at_least("--seeds", 1),
-        default=1,
-        help="also classify this many starts (seeds --seed, --seed+1, ...) by branch "
+        1,
+        1,
+        "also classify this many starts (seeds --seed, --seed+1, ...) by branch "
         "(default %(default)s: only --seed)",
     )
 

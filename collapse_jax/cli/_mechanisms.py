@@ -8,7 +8,15 @@ import time
 
 import numpy as np
 
-from ._common import _add_output_flags, _jsonable, _name_list, _note, _out_dir
+from ._common import (
+    _add_out_flag,
+    _add_output_flags,
+    _add_quick_flag,
+    _jsonable,
+    _name_list,
+    _note,
+    _out_dir,
+)
 
 COMMAND = "mechanisms"
 
@@ -27,10 +35,8 @@ def add_parser(sub):
         COMMAND,
         help="compare collapse-prevention mechanisms: flow sweep, table, figures, optax training",
     )
-    mp.add_argument("--out", default="results/mechanisms", help="output folder (created)")
-    mp.add_argument(
-        "--quick", action="store_true", help="small grid (K=3, n=6, d=4, 3 ratios, 1 seed)"
-    )
+    _add_out_flag(mp, "results/mechanisms", "output folder (created)")
+    _add_quick_flag(mp, "small grid (K=3, n=6, d=4, 3 ratios, 1 seed)")
     mp.add_argument("--only", type=_mechanism_list, default=None, help="e.g. mse,simsiam")
     mp.add_argument(
         "--no-training", action="store_true", help="skip the discrete (optax) comparison"

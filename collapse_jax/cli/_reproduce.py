@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import _add_output_flags, _name_list, _out_dir
+from ._common import _add_out_flag, _add_output_flags, _add_quick_flag, _name_list, _out_dir
 
 COMMAND = "reproduce"
 
@@ -17,13 +17,10 @@ def add_parser(sub):
     rp = sub.add_parser(
         COMMAND, help="every figure of the paper's story and a written report (report.md)"
     )
-    rp.add_argument(
-        "--out", default="results", help="output folder (default %(default)s); created if needed"
-    )
-    rp.add_argument(
-        "--quick",
-        action="store_true",
-        help="small sizes: a few minutes on a 2-core CPU (default: the full run, sized for an "
+    _add_out_flag(rp, "results", "output folder (default %(default)s); created if needed")
+    _add_quick_flag(
+        rp,
+        "small sizes: a few minutes on a 2-core CPU (default: the full run, sized for an "
         "accelerator)",
     )
     rp.add_argument(

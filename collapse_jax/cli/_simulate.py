@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
 from ._common import (
     UsageError,
+    _add_int_flag,
     _add_model_flags,
     _add_path_flag,
+    _add_positive_flag,
     _add_time_flags,
     _check_model,
     _check_t_min,
-    _int_at_least,
     _model_info,
-    _positive_float,
     _print_min_l2,
     _progress_meter,
     _setup,
-    result_name,
 )
 
 COMMAND = "simulate"
@@ -38,24 +33,9 @@ def add_parser(sub):
         "IMEX KenCarp with exact (y, W) stage solves (projection reduced path; its default)",
     )
     _add_path_flag(sm)
-    sm.add_argument(
-        "--rtol",
-        type=_positive_float("--rtol"),
-        default=None,
-        help="relative tolerance (default 1e-12)",
-    )
-    sm.add_argument(
-        "--atol",
-        type=_positive_float("--atol"),
-        default=None,
-        help="absolute tolerance (default 1e-14)",
-    )
-    sm.add_argument(
-        "--max-steps",
-        type=_int_at_least("--max-steps", 1),
-        default=200_000,
-        help="solver step budget (default %(default)s)",
-    )
+    _add_positive_flag(sm, "--rtol", None, "relative tolerance (default 1e-12)")
+    _add_positive_flag(sm, "--atol", None, "absolute tolerance (default 1e-14)")
+    _add_int_flag(sm, "--max-steps", 1, 200_000, "solver step budget (default %(default)s)")
     sm.add_argument(
         "--figure",
         default=None,
@@ -83,149 +63,73 @@ def check(args):
     _check_t_min(args)
 
 
-def _final_norm(ys):
-    return float(np.sqrt(sum(np.sum(np.asarray(a)[-1] ** 2) for a in ys)))
+def _with_model_info(report, args, after):
+    """``report`` with the model's flags inserted after its key ``after`` (the JSON order)."""
+    info = _model_info(args)
+    if args.model == "embedding":
+        info.pop("stop_gradient")
+    out = {}
+    for key, value in report.items():
+        out[key] = value
+        if key == after:
+            out.update(info)
+    return out
 
 
 def run(args, progress):
-    import diffrax
-    import jax
-
-    from .._exact import compare_with_exact, exact_solution
-    from .._fields import vector_field
-    from .._integrate import DEFAULT_ATOL, DEFAULT_RTOL, log_times, simulate
-    from .._losses import embedding_loss
-    from .._metrics import fit_slow_rate
-    from .._models.embedding import embedding_metrics
+    from .._integrate import log_times
 
     check(args)
     data, state = _setup(args)
-    ts = log_times(args.t_min, args.t1, args.points)
-    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
-    atol = DEFAULT_ATOL if args.atol is None else args.atol
+    kw = dict(
+        ts=log_times(args.t_min, args.t1, args.points),
+        solver=args.solver,
+        rtol=args.rtol,
+        atol=args.atol,
+        max_steps=args.max_steps,
+    )
     if args.model == "projection":
-        return _simulate_projection(args, progress, data, state, ts, rtol, atol)
-    start = time.perf_counter()
-    if args.solver == "exact":
-        ys = exact_solution(state, data, ts)
-        result, steps = "successful", 0
-    else:
-        solver = None if args.solver == "kvaerno5" else diffrax.Tsit5()
-        sol = simulate(
-            vector_field(embedding_loss),
-            state,
-            data.matrix(),
-            ts=ts,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=args.max_steps,
-            progress_meter=_progress_meter(progress),
-        )
-        ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
-    metrics = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
-    seconds = time.perf_counter() - start
-    min_l2 = np.asarray(metrics["min_l2"])
-    exact = compare_with_exact(state, data, ts, min_l2)
-    return {
-        "t": np.asarray(ts),
-        "min_l2": min_l2,
-        "loss": np.asarray(metrics["loss"]),
-        "accuracy": np.asarray(metrics["accuracy"]),
-        "accuracy_all": np.asarray(metrics["accuracy_all"]),
-        "final_state_norm": _final_norm(ys),
-        "solver": args.solver,
-        "result": result,
-        "steps": steps,
-        "rtol": rtol,
-        "atol": atol,
-        "seconds": seconds,
-        "model": args.model,
-        "classes": args.classes,
-        "per_class": args.per_class,
-        "shared": args.shared,
-        "dim": args.dim,
-        "seed": args.seed,
-        "min_l2_exact": exact["min_l2_exact"],
-        "max_rel_error_vs_exact": exact["max_rel_error_vs_exact"],
-        "slow_rate_fit": fit_slow_rate(ts, min_l2),
-        "slow_rate_predicted": exact["slow_rate_predicted"],
-        "fast_rate_predicted": exact["fast_rate_predicted"],
-        "final_min_l2": float(min_l2[-1]),
-    }
+        return _simulate_projection(args, progress, data, state, kw)
+    from .._models.embedding import embedding_run_report
+
+    report = embedding_run_report(data, state, progress_meter=_progress_meter(progress), **kw)
+    return _with_model_info(report, args, after="seconds")
 
 
-def _simulate_projection(args, progress, data, state, ts, rtol, atol):
-    import diffrax
-    import jax
-
-    from .._integrate import default_solver
-    from .._metrics import fit_slow_rate
-    from .._models.projection import projection_metrics
-    from .._projection import simulate_projection
-
-    solver = {
-        "kvaerno5": default_solver(rtol, atol),
-        "kencarp": None,  # the reduced path's default IMEX solver
-        "tsit5": diffrax.Tsit5(),
-    }[args.solver]
+def _simulate_projection(args, progress, data, state, kw):
+    from .._projection import projection_run_report
 
     def integrate(stop_gradient):
-        start = time.perf_counter()
-        sol = simulate_projection(
+        return projection_run_report(
             data,
             state,
             stop_gradient=stop_gradient,
             path=args.path,
-            ts=ts,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            max_steps=args.max_steps,
             progress_meter=_progress_meter(progress),
+            **kw,
         )
-        metrics = jax.vmap(lambda s: projection_metrics(s, data))(sol.states)
-        return sol, {k: np.asarray(v) for k, v in metrics.items()}, time.perf_counter() - start
 
-    sol, metrics, seconds = integrate(args.stop_gradient)
-    ys = sol.states
-    out = {
-        "t": np.asarray(ts),
-        "min_l2": metrics["min_l2"],
-        "loss": metrics["loss"],
-        "accuracy": metrics["accuracy"],
-        "accuracy_all": metrics["accuracy_all"],
-        "final_state_norm": _final_norm(ys),
-        "solver": args.solver,
-        "result": result_name(sol.result),
-        "steps": int(sol.steps),
-        "path": args.path,
-        "rtol": rtol,
-        "atol": atol,
-        "seconds": seconds,
-        "slow_rate_fit": fit_slow_rate(ts, metrics["min_l2"]),
-        "final_min_l2": float(metrics["min_l2"][-1]),
-        "final_w_eigenvalues_abs": np.sort(np.abs(np.linalg.eigvals(np.asarray(ys.W[-1])))),
-    }
-    out.update(_model_info(args))
+    report = integrate(args.stop_gradient)
+    y_final = report.pop("final_y")
+    out = _with_model_info(report, args, after="final_w_eigenvalues_abs")
     if args.figure is not None:
         from .. import _plots as plots
 
-        other_sol, other, other_seconds = integrate(not args.stop_gradient)
+        other = integrate(not args.stop_gradient)
         title = (
             f"projection model, K={args.classes}, n={args.per_class}, M={args.shared}, "
             f"d={args.dim}, seed {args.seed}"
         )
-        fig = plots.stop_gradient_comparison_figure(
-            ts, {args.stop_gradient: metrics, not args.stop_gradient: other}, ys.y[-1], title=title
-        )
+        metrics = ("min_l2", "loss", "accuracy", "accuracy_all")
+        runs = {
+            sg: {k: r[k] for k in metrics}
+            for sg, r in ((args.stop_gradient, report), (not args.stop_gradient, other))
+        }
+        fig = plots.stop_gradient_comparison_figure(kw["ts"], runs, y_final, title=title)
         out["figure"] = plots.save_figure(fig, args.figure, dpi=120)
         out["comparison"] = {
             "stop_gradient": not args.stop_gradient,
-            "min_l2": other["min_l2"],
-            "accuracy": other["accuracy"],
-            "result": result_name(other_sol.result),
-            "seconds": other_seconds,
+            **{k: other[k] for k in ("min_l2", "accuracy", "result", "seconds")},
         }
     return out
 

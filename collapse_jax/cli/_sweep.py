@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
 from ._common import (
+    _add_int_flag,
     _add_model_flags,
+    _add_out_flag,
     _add_path_flag,
     _add_time_flags,
     _check_model,
     _check_t_min,
     _frustration_range,
-    _int_at_least,
     _note,
     _out_dir,
     _progress_meter,
@@ -32,13 +31,8 @@ def add_parser(sub):
         default="0:0.5:16",
         help="START:STOP:COUNT ratios, STOP included (default %(default)s)",
     )
-    sw.add_argument(
-        "--seeds",
-        type=_int_at_least("--seeds", 1),
-        default=4,
-        help="number of seeds 0..N-1 (default %(default)s)",
-    )
-    sw.add_argument("--out", default="results/sweep", help="output folder (default %(default)s)")
+    _add_int_flag(sw, "--seeds", 1, 4, "number of seeds 0..N-1 (default %(default)s)")
+    _add_out_flag(sw, "results/sweep", "output folder (default %(default)s)")
     sw.add_argument(
         "--method",
         choices=["exact", "integrate"],
@@ -55,28 +49,8 @@ def add_parser(sub):
     _add_time_flags(sw, 1e3)
 
 
-def _nanmean_rows(a):
-    """Mean over seeds ignoring NaN (a ratio where no seed collapsed stays NaN, silently)."""
-    a = np.asarray(a, dtype=np.float64)
-    count = np.sum(np.isfinite(a), axis=1)
-    total = np.nansum(a, axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def _variant_name(stop_gradient: bool) -> str:
     return "sweep_stop_gradient" if stop_gradient else "sweep_conservative"
-
-
-def _summary(result):
-    """Per ratio, averaged over seeds: what the JSON reports of one sweep."""
-    from .._sweep import collapse_time
-
-    return {
-        "final_min_l2": result.min_l2[..., -1].mean(axis=1),
-        "final_accuracy": _nanmean_rows(result.accuracy[..., -1]),
-        "collapse_time": _nanmean_rows(collapse_time(result.t, result.min_l2)),
-        "failed_members": int(np.sum(result.result != 0)),
-    }
 
 
 def run(args, progress):
@@ -84,7 +58,7 @@ def run(args, progress):
     from .._models.embedding import embedding_sweep, fitted_rates
     from .._models.projection import projection_sweep
     from .._plots import phase_diagram_figure, save_figure, sweep_figure
-    from .._sweep import save_sweep
+    from .._sweep import save_sweep, sweep_summary
 
     _check_model(args)
     _check_t_min(args)
@@ -125,7 +99,7 @@ def run(args, progress):
             {"without stop-gradient": runs[False], "with stop-gradient": runs[True]}
         )
         figure = save_figure(fig, figure_path, dpi=120)
-    summary = _summary(result)
+    summary = sweep_summary(result, rates)
     out = {
         "file": file,
         "figure": figure,
@@ -133,9 +107,9 @@ def run(args, progress):
         "shared": result.shared,
         "final_min_l2": summary["final_min_l2"],
         "final_accuracy": summary["final_accuracy"],
-        "slow_rate_fit": _nanmean_rows(rates["slow_rate_fit"]),
+        "slow_rate_fit": summary["slow_rate_fit"],
         "slow_rate_predicted": rates["slow_rate_predicted"] if embedding else None,
-        "fast_rate_fit": _nanmean_rows(rates["fast_rate_fit"]),
+        "fast_rate_fit": summary["fast_rate_fit"],
         "fast_rate_predicted": rates["fast_rate_predicted"] if embedding else None,
         "collapse_time": summary["collapse_time"],
         "failed_members": summary["failed_members"],
@@ -155,7 +129,7 @@ def run(args, progress):
         out["comparison"] = {
             "stop_gradient": not args.stop_gradient,
             "file": other_file,
-            **_summary(other),
+            **sweep_summary(other),
         }
     return out
 

@@ -7,12 +7,14 @@ import time
 
 from ._common import (
     UsageError,
+    _add_int_flag,
     _add_output_flags,
+    _add_positive_flag,
+    _add_seed_flag,
+    _add_stop_gradient_flag,
     _add_time_flags,
     _check_t_min,
     _frustration_half,
-    _int_at_least,
-    _positive_float,
     _print_min_l2,
 )
 
@@ -37,35 +39,13 @@ def add_parser(sub):
         default="plain",
         help="plain student, or with a predictor W (default %(default)s)",
     )
-    g.add_argument(
-        "--stop-gradient", action="store_true", help="stop-gradient field (projection only)"
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the data and of the start U~N(0,1/D), y~N(0,1), W=I+0.1N(0,1) "
-        "(default %(default)s)",
-    )
-    g.add_argument(
-        "--input-dim", type=_int_at_least("--input-dim", 1), default=100, help="D (default 100)"
-    )
-    g.add_argument(
-        "--samples",
-        type=_int_at_least("--samples", 2),
-        default=400,
-        help="P, even (default %(default)s)",
-    )
-    g.add_argument(
-        "--student-dim",
-        type=_int_at_least("--student-dim", 1),
-        default=5,
-        help="p (default %(default)s)",
-    )
+    _add_stop_gradient_flag(g, only="projection")
+    _add_seed_flag(g, "the data and of the start U~N(0,1/D), y~N(0,1), W=I+0.1N(0,1)")
+    _add_int_flag(g, "--input-dim", 1, 100, "D (default 100)")
+    _add_int_flag(g, "--samples", 2, 400, "P, even (default %(default)s)")
+    _add_int_flag(g, "--student-dim", 1, 5, "p (default %(default)s)")
     g.add_argument("--margin", type=float, default=2.0, help="peak distance m (default 2)")
-    g.add_argument(
-        "--noise", type=_positive_float("--noise"), default=1.0, help="sigma (default 1)"
-    )
+    _add_positive_flag(g, "--noise", 1.0, "sigma (default 1)")
     r = tp.add_argument_group("run")
     _add_time_flags(r, 400.0)
     r.add_argument(
@@ -94,7 +74,7 @@ def check(args):
 def run(args, progress):
     import diffrax
 
-    from .._teacher_student import TeacherStudentConfig, run_teacher_student
+    from .._models.teacher_student import TeacherStudentConfig, run_teacher_student
 
     check(args)
     config = TeacherStudentConfig(

@@ -46,11 +46,8 @@ import jax
 
 # besides what the driver uses, the private names the tests reach through
 # ``collapse_jax.reproduce`` (and ``Check``, ``Section``, ``TS_*`` for the API page)
-from ._checks import Check, Section, _plain, fmt_error, fmt_value  # noqa: F401
-from ._config import _TITLES, FULL, QUICK, SECTIONS, ReproduceConfig
-from ._diagnostics_section import _diagnostics
-from ._embedding_section import _embedding
-from ._figures import (  # noqa: F401
+# (the report's figures are built in the plots layer)
+from .._plots._reproduce import (  # noqa: F401
     _fig_diagnostics,
     _fig_projection_dynamics,
     _fig_projection_fixed_points,
@@ -59,6 +56,10 @@ from ._figures import (  # noqa: F401
     _fig_spectra,
     _fig_timescales,
 )
+from ._checks import Check, Section, _plain, fmt_error, fmt_value  # noqa: F401
+from ._config import _TITLES, FULL, QUICK, SECTIONS, ReproduceConfig
+from ._diagnostics_section import _diagnostics
+from ._embedding_section import _embedding
 from ._projection_section import _plateau, _projection, _projection_run  # noqa: F401
 from ._references import (  # noqa: F401
     _collapsed_tangent,

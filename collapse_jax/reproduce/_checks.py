@@ -99,6 +99,21 @@ def _outcome(section, what, measured, expected, *, basis: str = "") -> Check:
     return Check(section, what, measured, expected, err, "outcome", 0.0, basis)
 
 
+def _check_rows(section: str, rows) -> list[Check]:
+    """A section's verifications from data, in report order: one row
+    ``(what, measured, reference, tolerance, kind, basis)`` per `Check`.
+
+    ``kind`` is ``"outcome"`` (``measured`` must equal ``reference``; the tolerance is 0) or
+    one of the numeric kinds of `Check` (``"rel"``, ``"abs"``, ``"bound"``, ``"bound_below"``).
+    """
+    return [
+        _outcome(section, what, measured, reference, basis=basis)
+        if kind == "outcome"
+        else _num(section, what, measured, reference, tolerance, kind, basis=basis)
+        for what, measured, reference, tolerance, kind, basis in rows
+    ]
+
+
 class Section(NamedTuple):
     name: str
     body: list[str]

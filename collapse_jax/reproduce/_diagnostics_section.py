@@ -8,9 +8,9 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._checks import Section, _img, _num, _outcome, _table, fmt_error, fmt_value
+from .._plots._reproduce import _fig_diagnostics
+from ._checks import Section, _check_rows, _img, _table, fmt_error, fmt_value
 from ._config import ReproduceConfig
-from ._figures import _fig_diagnostics
 from ._references import _closed_lambda, _np_min_l2
 
 
@@ -30,12 +30,7 @@ def _integrated_diagnostics(z, data, ts):
 
 
 def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
-    from .. import (
-        diagnose,
-        init_embedding_state,
-        log_times,
-        standard_data,
-    )
+    from .. import diagnose, init_embedding_state, log_times, standard_data
     from .._metrics import fit_slow_rate
 
     S = "diagnostics"
@@ -59,74 +54,71 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     lp = _closed_lambda(n, M)[0]
     ml_means = traj[M]["min_l2_class_means"]
     rate = fit_slow_rate(t, ml_means)
-    what = (
+    rate_row = (
         f"MinL2 of the class means (diagnostics, diffrax Tsit5 path) decays at lambda+ "
-        f"(M = {M}): fitted slope"
-    )
-    c_rate = _num(
-        S,
-        what,
+        f"(M = {M}): fitted slope",
         rate,
         lp,
         5e-10,  # measured 4.9e-11
-        basis="closed form lambda+ = ½[−(n+M+1) + √((n+M+1)² − 4M)], written out; the "
+        "rel",
+        "closed form lambda+ = ½[−(n+M+1) + √((n+M+1)² − 4M)], written out; the "
         "trajectory is integrated by diffrax (no sector solution)",
     )
     verdict_basis = (
         "claim: frustration collapses the classes, M = 0 does not; verdict rule applied to "
         "the diffrax-integrated sample embeddings"
     )
-    checks = [
-        _outcome(
-            S,
+    verify = [
+        (
             f"verdict at t = {t[-1]:g}, M = {M}: collapsed",
             bool(traj[M]["collapsed"][-1]),
             True,
-            basis=verdict_basis,
+            0.0,
+            "outcome",
+            verdict_basis,
         ),
-        _outcome(
-            S,
+        (
             f"verdict at t = {t[-1]:g}, M = 0: not collapsed",
             bool(traj[0]["collapsed"][-1]),
             False,
-            basis=verdict_basis,
+            0.0,
+            "outcome",
+            verdict_basis,
         ),
-        _outcome(
-            S,
+        (
             f"verdict at t = {t[0]:g} (start), M = {M}: not collapsed",
             bool(traj[M]["collapsed"][0]),
             False,
-            basis=verdict_basis,
+            0.0,
+            "outcome",
+            verdict_basis,
         ),
-        _num(
-            S,
+        (
             "MinL2 of the class means: diagnostics vs numpy (class means of the same integrated "
             "states), max relative error over both runs and all times",
             means_err,
             0.0,
             1e-9,  # measured 4.2e-11 (round-off of means ~1e-7 apart at t1)
             "abs",
-            basis="class means and their smallest pairwise distance recomputed in numpy from "
+            "class means and their smallest pairwise distance recomputed in numpy from "
             "the integrated sample embeddings and the labels",
         ),
-        c_rate,
-        _num(
-            S,
+        rate_row,
+        (
             "M = 0: MinL2 of the class means at t1 / at t_min stays >= 0.1",
             traj[0]["min_l2_class_means"][-1] / traj[0]["min_l2_class_means"][0],
             0.1,
             0.0,
             "bound_below",
-            basis="claim: without shared samples the classes stay apart (diffrax path)",
+            "claim: without shared samples the classes stay apart (diffrax path)",
         ),
-        _num(
-            S,
+        (
             "diagnostics paths: failed integrations (diffrax result codes)",
             failed,
             0,
             0.0,
             "abs",
-            basis="diffrax result code of every integration (0 = successful)",
+            "diffrax result code of every integration (0 = successful)",
         ),
     ]
     proj = {}
@@ -134,16 +126,18 @@ def _diagnostics(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         for k, x in ctx["projection_final_x"].items():
             r = diagnose(x[: cfg.classes * cfg.per_class], np.repeat(np.arange(K), cfg.per_class))
             proj[k] = {kk: np.asarray(v) for kk, v in r.items()}
-        checks.append(
-            _outcome(
-                S,
+        verify.append(
+            (
                 "projection model, final x without stop-gradient: collapsed",
                 bool(proj["conservative"]["collapsed"]),
                 True,
-                basis="claim P1; verdict rule applied to the projection run's final sample "
-                "embeddings",
+                0.0,
+                "outcome",
+                "claim P1; verdict rule applied to the projection run's final sample embeddings",
             )
         )
+    checks = _check_rows(S, verify)
+    c_rate = checks[verify.index(rate_row)]  # its error is quoted in the prose
     keys = (
         "rankme",
         "participation_ratio",

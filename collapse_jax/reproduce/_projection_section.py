@@ -9,9 +9,9 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._checks import Section, _img, _num, _outcome, fmt_error, fmt_value
+from .._plots._reproduce import _fig_projection_dynamics, _fig_projection_fixed_points
+from ._checks import Section, _check_rows, _img, fmt_error, fmt_value
 from ._config import ReproduceConfig
-from ._figures import _fig_projection_dynamics, _fig_projection_fixed_points
 from ._references import (
     _collapsed_tangent,
     _np_min_l2,
@@ -36,11 +36,7 @@ def _projection_run(data, z, ts, stop_gradient: bool):
 
 
 def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
-    from .. import (
-        init_projection_state,
-        log_times,
-        standard_data,
-    )
+    from .. import init_projection_state, log_times, standard_data
     from .._integrate import result_name
     from .._models.projection import classify_starts, omega_max_eigenvalue, projection_fixed_point
     from .._plots import save_figure
@@ -184,195 +180,178 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     omega_traj = max(float(traj[False]["omega_max"].max()), float(traj[True]["omega_max"].max()))
     scipy_err = max((r["max_rel_error"] for r in scipy_ref.values()), default=float("nan"))
     sep0_start = float(_np_min_l2(np.asarray(z.y)))
-    checks = [
-        _outcome(
-            S,
+    verify = [
+        (
             "P1: conservative fixed point (M > 0) is collapsed",
             cons["branch"],
             "collapsed",
-            basis="the finder's classification (residual before and after a Newton polish, "
+            0.0,
+            "outcome",
+            "the finder's classification (residual before and after a Newton polish, "
             "Jacobian spectrum, MinL2 <= 1e-8); the MinL2 below is recomputed from y",
         ),
-        _num(
-            S,
+        (
             "P1: MinL2 at the conservative fixed point (M > 0)",
             float(_np_min_l2(yc)),
             0.0,
             1e-8,
             "abs",
-            basis="P1 predicts 0; the smallest pairwise label distance is computed in numpy "
+            "P1 predicts 0; the smallest pairwise label distance is computed in numpy "
             "from the fixed point's y",
         ),
-        _num(
-            S,
+        (
             "P1: max eig Omega(W(t)) along both trajectories vs bound n/(n+M)",
             omega_traj,
             bound,
             1e-12,
             "bound",
-            basis="the bound holds for every W ([I I] P_G [I; I] with P_G a projector); "
+            "the bound holds for every W ([I I] P_G [I; I] with P_G a projector); "
             "Omega is evaluated on the integrated W(t) of both runs, so this tests the theorem "
             "on the states the flow visits",
         ),
-        _num(
-            S,
+        (
             "P1: at the collapsed fixed point the bound is attained: max eig Omega(W)",
             float(ev_c[-1]),
             bound,
             1e-12,
             "abs",
-            basis="fixed-point equations by hand: all x_i = y_c = u with W u = u, so "
+            "fixed-point equations by hand: all x_i = y_c = u with W u = u, so "
             "Omega u = n/(n+M) u; Omega from W in its projector form (QR of [I; W]), numpy",
         ),
-        _num(
-            S,
+        (
             "P1: top eigenvector of Omega at the collapsed fixed point vs the common label u "
             "(sine of the angle)",
             top_sine,
             0.0,
             1e-12,  # measured 2.1e-15, round-off at a polished fixed point
             "abs",
-            basis="hand derivation: the bound is reached on v with W v = v, here v = u = mean "
+            "hand derivation: the bound is reached on v with W v = v, here v = u = mean "
             "of the y_c; eigenvector from numpy eigh of the projector-form Omega",
         ),
-        _num(
-            S,
+        (
             "P1: W u = u at the collapsed fixed point, |W u - u| / |u|",
             fix_res,
             0.0,
             1e-12,  # measured 3.0e-16, round-off at a polished fixed point
             "abs",
-            basis="the y-equation averaged over classes forces W u = u (or u = 0); W and "
+            "the y-equation averaged over classes forces W u = u (or u = 0); W and "
             f"u = mean y_c read from the fixed point (|u| = {np.linalg.norm(ubar):.3g})",
         ),
-        _num(
-            S,
+        (
             "P1 uniqueness: zero modes of the conservative Jacobian at the collapsed fixed point "
             "vs the dimension of the collapsed set (d + d^2 - d = d^2)",
             cons["zero_modes"],
             hand_dim,
             0.0,
             "abs",
-            basis="hand count: the collapsed fixed points are x_i = y_c = u, W u = u "
+            "hand count: the collapsed fixed points are x_i = y_c = u, W u = u "
             "(u: d numbers; W: d^2 - d free); zero modes: host eigenvalues of the autodiff "
             "Jacobian with |lambda| <= 1e-7",
         ),
-        _num(
-            S,
+        (
             "P1 uniqueness: the zero modes span the tangent space of the collapsed set "
             "(largest principal-angle sine)",
             tangent_sine,
             0.0,
             1e-12,  # measured 2.3e-14, round-off at a polished fixed point
             "abs",
-            basis="tangent vectors differentiated by hand from the parametrisation x_i = y_c "
+            "tangent vectors differentiated by hand from the parametrisation x_i = y_c "
             "= u, W = P_u + Z (I - P_u); null space from numpy eigh of the Jacobian",
         ),
-        _num(
-            S,
+        (
             "P1 uniqueness: 4 random points of the collapsed set: numpy field residual and "
             "MinL2, max",
             manifold_err,
             0.0,
             1e-12,
             "abs",
-            basis="states built by hand from random (u, Z), not found by the library; both "
+            "states built by hand from random (u, Z), not found by the library; both "
             "fields written out in numpy: every point is a fixed point with MinL2 = 0",
         ),
-        _num(
-            S,
+        (
             "P1 (M = 0): conservative fixed point keeps MinL2 >= 1e-3 (no collapse)",
             float(_np_min_l2(y0f)),
             1e-3,
             0.0,
             "bound_below",
-            basis="P1: with M = 0 non-collapsed fixed points exist; MinL2 from y in numpy",
+            "P1: with M = 0 non-collapsed fixed points exist; MinL2 from y in numpy",
         ),
-        _num(
-            S,
+        (
             "P1 (M = 0): max eig Omega(W) reaches the bound n/(n+M) = 1",
             float(ev_0[-1]),
             1.0,
             1e-12,  # measured 2.2e-16, round-off at a polished fixed point
             "abs",
-            basis="(I - Omega) dy_c = 0 with dy_c != 0 needs eigenvalue 1; Omega in projector "
+            "(I - Omega) dy_c = 0 with dy_c != 0 needs eigenvalue 1; Omega in projector "
             "form from the fixed point's W (numpy QR)",
         ),
-        _num(
-            S,
+        (
             "P1 (M = 0): the label bias directions lie in the eigenvalue-1 eigenspace of "
             "Omega (largest principal-angle sine)",
             bias_sine,
             0.0,
             1e-12,  # measured 8.8e-16, round-off at a polished fixed point
             "abs",
-            basis="(I - Omega) dy_c = 0 written as a subspace statement; dy_c = y_c - mean "
+            "(I - Omega) dy_c = 0 written as a subspace statement; dy_c = y_c - mean "
             "from the fixed point, eigenspace from numpy eigh",
         ),
-        _num(
-            S,
+        (
             "P2: stop-gradient fixed point keeps its labels apart: MinL2 / MinL2 at the start",
             sep_ratio,
             0.1,
             0.0,
             "bound_below",
-            basis=f"MinL2 from the labels y in numpy (start {sep0_start:.4g}); not the "
+            f"MinL2 from the labels y in numpy (start {sep0_start:.4g}); not the "
             "finder's branch label",
         ),
-        _num(
-            S,
+        (
             "P2: stop-gradient field at that point, written out in numpy, |F|_2",
             sg_res,
             0.0,
             1e-12,  # measured 5.7e-15, round-off at a polished fixed point
             "bound",
-            basis="x-, y-, W-equations of the stop-gradient field coded in numpy (no autodiff) "
+            "x-, y-, W-equations of the stop-gradient field coded in numpy (no autodiff) "
             "evaluated at the reported fixed point",
         ),
-        _num(
-            S,
+        (
             "P2: W on the label span vs {1, n/(n+M) (K-1 times)}, max abs error",
             span_err,
             0.0,
             1e-12,  # measured 4.4e-16, round-off at a polished fixed point
             "abs",
-            basis="closed form (n+M) W y_c = n y_c + M ybar; eigenvalues of pinv(Y) W Y with Y "
+            "closed form (n+M) W y_c = n y_c + M ybar; eigenvalues of pinv(Y) W Y with Y "
             "the fixed point's labels, numpy (imaginary parts counted as error)",
         ),
-        _num(
-            S,
+        (
             "P3: max real part of the stop-gradient Jacobian at its fixed point",
             sgfp["jacobian_max_real"],
             0.0,
             1e-12,  # measured 2.2e-15: no eigenvalue with a positive real part beyond round-off
             "bound",
-            basis="stability means no eigenvalue with positive real part; eigenvalues of the "
+            "stability means no eigenvalue with positive real part; eigenvalues of the "
             "autodiff Jacobian (checked against finite differences in the tests)",
         ),
-        _num(
-            S,
+        (
             "P3: zero modes at the stop-gradient fixed point vs d^2 + (N - rank X)(d - r)",
             sgfp["zero_modes"],
             sgfp["zero_modes_predicted"],
             0.0,
             "abs",
-            basis="hand count of the fixed-point manifold's dimension, with numpy ranks of W "
+            "hand count of the fixed-point manifold's dimension, with numpy ranks of W "
             "and of the sample matrix; zero modes from the Jacobian's eigenvalues",
         ),
-        _num(
-            S,
+        (
             "stability: max real part of the conservative Jacobian at its fixed point",
             cons["jacobian_max_real"],
             0.0,
             1e-12,  # measured 3.9e-15
             "bound",
-            basis="a minimum of L_P: minus its Hessian has no positive eigenvalue",
+            "a minimum of L_P: minus its Hessian has no positive eigenvalue",
         ),
     ]
     if scipy_ref:
-        checks.append(
-            _num(
-                S,
+        verify.append(
+            (
                 "reduced path (lifted: every x_i, y, W) vs scipy integration of every sample, "
                 f"max relative error over {scipy_ref['conservative']['save_times']} save times "
                 f"t <= {scipy_ref['conservative']['t_end']:.4g}, both fields",
@@ -380,10 +359,11 @@ def _projection(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
                 0.0,
                 2e-9,  # measured 1.4e-10 (stop-gradient, t = 156: the plateau's end)
                 "abs",
-                basis="scipy solve_ivp LSODA (rtol = atol = 1e-12) on the fields written out "
+                "scipy solve_ivp LSODA (rtol = atol = 1e-12) on the fields written out "
                 "in numpy for all N samples: another method, other equations, no reduction",
             )
         )
+    checks = _check_rows(S, verify)
     numbers = {
         "classes": K,
         "per_class": n,

@@ -7,11 +7,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from .._plots._reproduce import _fig_projection_sweep
 from .._sweep import save_sweep
-from ._checks import Section, _img, _num, fmt_error, fmt_value
+from ._checks import Section, _check_rows, _img, fmt_error, fmt_value
 from ._config import ReproduceConfig
 from ._embedding_section import _FAST_HI, _FAST_LO, _fit_fast
-from ._figures import _fig_projection_sweep
 from ._references import _closed_lambda, _expm_reference, _np_min_l2
 
 
@@ -86,9 +86,8 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "closed form lambda+- = ½[−(n+M+1) ± √((n+M+1)² − 4M)], written out in numpy; the fit "
         "is on the diffrax-integrated MinL2(t) (the full flow, no sector solution)"
     )
-    checks = [
-        _num(
-            S,
+    verify = [
+        (
             f"embedding sweep (exact path) vs scipy.linalg.expm: MinL2(t) max relative error "
             f"over {picks.size} members (M = {[int(res.shared[i]) for i in picks]}, seed "
             f"{int(res.seed[0])}), where MinL2 > 1e-6 of its start",
@@ -96,33 +95,30 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
             0.0,
             1e-9,  # measured 3.1e-11 (section 1's configuration)
             "abs",
-            basis="expm(J t) z(0) with J = −(Hessian of ½ Σ A_ic ‖x_i − y_c‖²) assembled in "
+            "expm(J t) z(0) with J = −(Hessian of ½ Σ A_ic ‖x_i − y_c‖²) assembled in "
             "numpy from each member's alignment matrix, exponentiated by scipy; MinL2 in numpy",
         ),
-        _num(
-            S,
+        (
             "embedding sweep: failed members (diffrax result codes)",
             int(np.sum(res.result != 0)),
             0,
             0.0,
             "abs",
-            basis="result code of every member (0 = successful)",
+            "result code of every member (0 = successful)",
         ),
     ]
     if integ is not None:
-        checks += [
-            _num(
-                S,
+        verify += [
+            (
                 f"integrated sweep (diffrax Tsit5, {phis_i.size} ratios x 2 seeds): slow-rate "
                 "fit vs lambda+, WORST relative error over the members with M > 0",
                 integ["slow_rate_max_rel_error"],
                 0.0,
                 2e-9,  # measured 2.0e-10
                 "abs",
-                basis=lam_basis,
+                lam_basis,
             ),
-            _num(
-                S,
+            (
                 f"integrated sweep: fast-rate fit vs lambda-, WORST relative error over all "
                 f"{integ['members']} members (residual about the slow line in "
                 f"({_FAST_LO:g}, {_FAST_HI:g}); log-spaced save times, 3-6 points a fit)",
@@ -130,30 +126,29 @@ def _sweep(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
                 0.0,
                 2.5e-2,  # measured 2.4e-3 (worst member; 3-6 points in the window)
                 "abs",
-                basis=lam_basis,
+                lam_basis,
             ),
-            _num(
-                S,
+            (
                 "integrated sweep: failed members (diffrax result codes)",
                 integ["failed"],
                 0,
                 0.0,
                 "abs",
-                basis="diffrax result code of every member (0 = successful)",
+                "diffrax result code of every member (0 = successful)",
             ),
         ]
         if integ["m0_abs_slow_rate"] is not None:
-            checks.append(
-                _num(
-                    S,
+            verify.append(
+                (
                     "integrated sweep at M = 0: |slow-rate fit| (lambda+ = 0, absolute)",
                     integ["m0_abs_slow_rate"],
                     0.0,
                     2e-14,  # measured 2.1e-15
                     "abs",
-                    basis="lambda+ = 0 at M = 0 (closed form); fit on the diffrax-integrated path",
+                    "lambda+ = 0 at M = 0 (closed form); fit on the diffrax-integrated path",
                 )
             )
+    checks = _check_rows(S, verify)
     numbers = {
         "frustration": res.frustration,
         "shared": res.shared,
@@ -254,39 +249,37 @@ def _projection_sweep(cfg: ReproduceConfig, out: Path, log) -> Section:
     n_frustrated = int(collapsed[False][frustrated].size)
     k_cons, k_sg = (int(np.sum(collapsed[sg][frustrated])) for sg in (False, True))
     failed = int(sum(np.sum(r.result != 0) for r in runs.values()))
-    checks = [
-        _num(
-            S,
+    verify = [
+        (
             "projection sweep without stop-gradient: fraction of members with M > 0 "
             "collapsed (MinL2(t1) < 1e-6 MinL2(t_min)), expected 1",
             frac_cons,
             1.0,
             0.0,
             "abs",
-            basis="claim P1 (the conservative flow collapses every frustrated start); MinL2 from "
+            "claim P1 (the conservative flow collapses every frustrated start); MinL2 from "
             "each member's integrated label positions",
         ),
-        _num(
-            S,
+        (
             "projection sweep with stop-gradient: fraction of members with M > 0 "
             "collapsed, expected 0",
             frac_sg,
             0.0,
             0.0,  # measured 0
             "abs",
-            basis="claim P2 (stop-gradient keeps the classes apart); MinL2 from each member's "
+            "claim P2 (stop-gradient keeps the classes apart); MinL2 from each member's "
             "integrated label positions",
         ),
-        _num(
-            S,
+        (
             "projection sweeps: failed members (diffrax result codes)",
             failed,
             0,
             0.0,
             "abs",
-            basis="diffrax result code of every member (0 = successful)",
+            "diffrax result code of every member (0 = successful)",
         ),
     ]
+    checks = _check_rows(S, verify)
     numbers = {
         "frustration": phis,
         "shared": res0.shared,

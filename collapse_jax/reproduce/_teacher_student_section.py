@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ._checks import Section, _cell, _img, _num, _table, fmt_error, fmt_value
+from ._checks import Section, _cell, _check_rows, _img, _table, fmt_error, fmt_value
 from ._config import ReproduceConfig
 
 #: The stop-gradient outcome (finite MinL2, accuracy within a few points of `1 - f`) is stated
@@ -31,9 +31,8 @@ def _ts_loss_rates(r, config, seed) -> dict:
     coefficients of the start). Its log-slope `-d ln L / dt` starts at the weighted mean
     `2 sum lambda^2 c^2 / sum lambda c^2` (fast) and ends at `2 lambda_min` (slow).
     """
-    from .._exact import teacher_student_hessian
     from .._metrics import fit_slow_rate
-    from .._teacher_student import teacher_student_problem
+    from .._models.teacher_student import teacher_student_hessian, teacher_student_problem
 
     data, state0 = teacher_student_problem(jax.random.PRNGKey(seed), r["frustration"], config)
     lam, Q = np.linalg.eigh(teacher_student_hessian(data.moments()))
@@ -62,8 +61,8 @@ def _ts_split_time(plain_run, sg_run, threshold=0.1) -> float:
 
 
 def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
+    from .._models.teacher_student import TS_RTOL, TeacherStudentConfig, run_teacher_student
     from .._plots import save_figure, teacher_student_figure
-    from .._teacher_student import TS_RTOL, TeacherStudentConfig, run_teacher_student
 
     S = "teacher_student"
     configs = {
@@ -80,7 +79,7 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
                 r = run_teacher_student(f, seed, c, t1=horizon[name])
                 r.update(input_dim=c.dim, samples=c.n_samples, student_dim=c.student_dim)
                 runs[name].append(r)
-    checks = []
+    verify = []
     rows = []
     hess = "smallest eigenvalue of the loss Hessian built in numpy from the data moments"
     for r in runs["plain"]:
@@ -90,43 +89,42 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         r["max_rel_error_vs_exact"] = err
         r.update(_ts_loss_rates(r, configs["plain"], r["seed"]))
         tag = f"f={r['frustration']:g}, seed {r['seed']}"
-        checks += [
-            _num(
-                S,
+        verify += [
+            (
                 f"plain ({tag}): fitted slow rate phi_eff vs smallest Hessian eigenvalue",
                 r["slow_rate_fit"],
                 r["slow_rate_hessian"],
                 5e-3,  # measured 5.3e-4 at f = 0.2 (next mode), 3e-9 at f = 0
-                basis=f"{hess} with a separation component (numpy eigh); the fit is the late "
+                "rel",
+                f"{hess} with a separation component (numpy eigh); the fit is the late "
                 "slope of MinL2 on the diffrax-integrated path",
             ),
-            _num(
-                S,
+            (
                 f"plain ({tag}): integrated MinL2(t) vs closed form, max relative error",
                 err,
                 0.0,
                 5e-9,  # measured 4.3e-10 (f = 0.2)
                 "abs",
-                basis="closed-form linear solution V(t) = Q exp(-Lambda t) Q^T V(0) (numpy "
+                "closed-form linear solution V(t) = Q exp(-Lambda t) Q^T V(0) (numpy "
                 "eigh of the Hessian); the measured path is the Tsit5 integration, rtol "
                 f"{TS_RTOL:g}",
             ),
-            _num(
-                S,
+            (
                 f"plain ({tag}): loss slow rate (late slope of -ln L) vs 2 lambda_min",
                 r["loss_slow_rate"],
                 r["loss_slow_rate_exact"],
                 5e-3,  # measured 4.1e-4 (f = 0.2), 3.6e-9 (f = 0)
-                basis=f"L(t) = 1/2 sum_k lambda_k c_k^2 exp(-2 lambda_k t): late rate twice the "
+                "rel",
+                f"L(t) = 1/2 sum_k lambda_k c_k^2 exp(-2 lambda_k t): late rate twice the "
                 f"{hess}; the fit is on the integrated loss",
             ),
-            _num(
-                S,
+            (
                 f"plain ({tag}): loss fast rate -d ln L/dt over the first two saves vs closed form",
                 r["loss_fast_rate"],
                 r["loss_fast_rate_exact"],
                 1e-5,  # measured 1.0e-6 (finite difference of the saved loss)
-                basis="closed form 2 sum lambda^2 c^2 e^(-2 lambda t) / sum lambda c^2 "
+                "rel",
+                "closed form 2 sum lambda^2 c^2 e^(-2 lambda t) / sum lambda c^2 "
                 "e^(-2 lambda t) at the midpoint (eigenpairs of the numpy Hessian, start "
                 "coefficients); measured: finite difference of the integrated loss",
             ),
@@ -135,73 +133,68 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     for r in runs["projection"]:
         tag = f"f={r['frustration']:g}, seed {r['seed']}"
         ratio = r["final_min_l2"] / r["min_l2"][0]
-        checks += [
-            _num(
-                S,
+        verify += [
+            (
                 f"projection without stop-gradient ({tag}): MinL2(t1)/MinL2(t_min) (collapse)",
                 ratio,
                 0.0,
                 1e-6,  # measured 7e-63 .. 3e-23: the claim is collapse, not a precision
                 "abs",
-                basis="the claim MinL2 -> 0 (reference 0); measured on the integrated path",
+                "the claim MinL2 -> 0 (reference 0); measured on the integrated path",
             ),
-            _num(
-                S,
+            (
                 f"projection without stop-gradient ({tag}): largest relative rise of the loss "
                 "between saves (gradient flow: never rises)",
                 r["loss_max_increase"],
                 0.0,
                 0.0,  # measured -7.0e-3 .. -9.4e-3 (the loss falls at every save)
                 "bound",
-                basis="without stop-gradient the field is -grad L, so dL/dt = -|grad L|^2 <= 0 "
+                "without stop-gradient the field is -grad L, so dL/dt = -|grad L|^2 <= 0 "
                 "(a property of the flow, not of the integrator); loss from the integrated path",
             ),
-            _num(
-                S,
+            (
                 f"projection without stop-gradient ({tag}): late decay rate of |y| vs of |U| "
                 "(uniform shrinking)",
                 r["scale_rate_y"],
                 r["scale_rate_U"],
                 0.05,  # measured 5.9e-3 (f = 0.2), 7e-6 (f = 0)
-                basis="a collapse by rescaling shrinks U and y at one rate: the two late slopes "
+                "rel",
+                "a collapse by rescaling shrinks U and y at one rate: the two late slopes "
                 "are fitted separately on the integrated |U| and |y|",
             ),
-            _num(
-                S,
+            (
                 f"projection without stop-gradient ({tag}): |W| relative change t1/2 -> t1 "
                 "(W converges, does not shrink)",
                 r["norm_W_change"],
                 0.0,
                 1e-10,  # measured 0 (equal to the last digit); |W(t1)| = 1.84 .. 1.90
                 "abs",
-                basis="reference 0 (a converged predictor); |W| from the integrated path",
+                "reference 0 (a converged predictor); |W| from the integrated path",
             ),
         ]
         if TS_TWO_STAGE_F <= r["frustration"] <= TS_CLAIM_MAX_F:
             two_stage.append(r)
             drop = r["peak_accuracy"] - r["final_accuracy"]
-            checks += [
-                _num(
-                    S,
+            verify += [
+                (
                     f"projection without stop-gradient ({tag}): two-stage pattern, peak accuracy "
                     "minus final accuracy",
                     drop,
                     0.05,
                     0.0,  # measured at f = 0.2: 0.2125 (seed 0), 0.100 (seed 1), 0.1425 (seed 2)
                     "bound_below",
-                    basis="the paper's opening observation (accuracy rises then falls); "
+                    "the paper's opening observation (accuracy rises then falls); "
                     "threshold 0.05, half the smallest drop measured at f = 0.2 over seeds 0-2; "
                     "accuracy is computed scale-free on the integrated states",
                 ),
-                _num(
-                    S,
+                (
                     f"projection without stop-gradient ({tag}): two-stage pattern, loss at t1 / "
                     "loss at the accuracy peak",
                     r["final_loss"] / r["loss_at_peak"],
                     1e-6,
                     0.0,  # measured 6.9e-122 at f = 0.2
                     "bound",
-                    basis="the loss keeps falling while the accuracy falls (paper's opening "
+                    "the loss keeps falling while the accuracy falls (paper's opening "
                     "observation); both values from the integrated path",
                 ),
             ]
@@ -211,19 +204,17 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         if r["frustration"] > TS_CLAIM_MAX_F:
             beyond.append(r)
             continue
-        checks += [
-            _num(
-                S,
+        verify += [
+            (
                 f"projection + stop-gradient ({tag}): final MinL2 stays >= 0.1",
                 r["final_min_l2"],
                 0.1,
                 0.0,  # measured 0.530 (f = 0.2) .. 2.88 (f = 0)
                 "bound_below",
-                basis="the claim that stop-gradient keeps a finite separation; MinL2 at t1 "
+                "the claim that stop-gradient keeps a finite separation; MinL2 at t1 "
                 "from the integrated path",
             ),
-            _num(
-                S,
+            (
                 f"projection + stop-gradient ({tag}): |F(t1)| / |F(t_min)| (the run ends on a "
                 "fixed point)",
                 r["residual_final"] / r["residual_initial"],
@@ -233,17 +224,16 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
                 # at 2.7e-6 at t = 2000: it approaches its fixed point slowly
                 2e-8,
                 "abs",
-                basis="a fixed point has F = 0: the field is evaluated directly at the "
+                "a fixed point has F = 0: the field is evaluated directly at the "
                 "integrated end state, independently of the integrator's error control",
             ),
-            _num(
-                S,
+            (
                 f"projection + stop-gradient ({tag}): accuracy at the fixed point vs 1 - f",
                 r["final_accuracy"],
                 r["accuracy_reference"],
                 0.05,  # measured 0.0475 at f = 0.2 seed 0 (0.7525); seeds 1-4: <= 0.035
                 "abs",
-                basis="1 - f is the population ceiling of any classifier (frustrated samples "
+                "1 - f is the population ceiling of any classifier (frustrated samples "
                 "sit at the opposite peak); 0.05 is the claim's 'within a few points'"
                 + (
                     ". At f = 0.2, seed 0 the fixed point (|F| = 3e-11, MinL2 0.52997 from "
@@ -351,6 +341,7 @@ def _teacher_student(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "split_time",
     )
     numbers = {k: [{kk: r[kk] for kk in keep if kk in r} for r in v] for k, v in runs.items()}
+    checks = _check_rows(S, verify)
     plain_err = max(c.error for c in checks if "phi_eff" in c.what)
     stage = "; ".join(
         f"f={r['frustration']:g}: accuracy {fmt_value(r['peak_accuracy'])} at t = "

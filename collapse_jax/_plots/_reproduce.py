@@ -1,4 +1,5 @@
-"""The figures of every section, built from its numbers (returned, not saved)."""
+"""The figures of ``collapse-jax reproduce``, one builder a figure, each drawn from its
+section's numbers (the dicts the report writes to ``numbers.json``) and returned, not saved."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ import math
 import numpy as np
 
 from .._data import shared_from_frustration
-from ._references import _closed_lambda
-
-_TIME_LABEL = "time t (gradient-flow time, dimensionless)"
+from ._base import TIME_LABEL, new_figure
 
 
 def _fig_timescales(nb: dict):
     """Figure: MinL2(t) of the embedding model (exact, diffrax, expm), fits and errors."""
-    from .._plots import new_figure
-
     t = np.asarray(nb["t"])
     ml, ml0, num = (
         np.asarray(nb[k]) for k in ("min_l2_exact", "min_l2_exact_m0", "min_l2_diffrax")
@@ -88,7 +85,7 @@ def _fig_timescales(nb: dict):
     ax.set_title(f"(d) integrator error, rtol={nb['rtol']:g}, atol={nb['atol']:g}")
     ax.legend(fontsize=8)
     for ax in axes.ravel():
-        ax.set_xlabel(_TIME_LABEL)
+        ax.set_xlabel(TIME_LABEL)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(
         f"Embedding model, K={nb['classes']}, n={nb['per_class']}, M={M}, d={nb['dim']}, "
@@ -100,8 +97,6 @@ def _fig_timescales(nb: dict):
 
 def _fig_spectra(rep: dict, rep0: dict, M: int):
     """Figure: Jacobian eigenvalues per sector against the closed forms."""
-    from .._plots import new_figure
-
     fig, axes = new_figure(1, 3, figsize=(16, 5))
     colors = {"I": "C0", "II": "C3", "III": "C2", "inactive": "0.5"}
     for ax, r, title in ((axes[0], rep, f"(a) M = {M}"), (axes[1], rep0, "(b) M = 0")):
@@ -145,14 +140,14 @@ def _fig_spectra(rep: dict, rep0: dict, M: int):
 
 def _fig_rates_vs_n(rn: dict):
     """Figure: fitted fast and slow rates (markers) against `n`, closed forms (lines)."""
-    from .._plots import new_figure
+    from .._exact import lambda_pm
 
     fig, axes = new_figure(1, 2, figsize=(12, 4.4))
     ns = np.asarray(rn["per_class"], dtype=np.float64)
     phi, K = rn["frustration"], rn["classes"]
     grid = np.arange(int(ns.min()), int(ns.max()) + 1)
     Ms = np.round(shared_from_frustration(K, grid, phi))
-    lam = np.array([_closed_lambda(n, M) for n, M in zip(grid, Ms, strict=True)])
+    lam = np.stack(lambda_pm(grid, Ms), axis=-1)  # (lambda+, lambda-) at every n
     for ax, key, col, name in (
         (axes[0], "fast_rate_fit", 1, r"$-\lambda_-$"),
         (axes[1], "slow_rate_fit", 0, r"$-\lambda_+$"),
@@ -179,8 +174,6 @@ def _fig_rates_vs_n(rn: dict):
 def _fig_projection_dynamics(nb: dict):
     """Figure of the projection trajectories (MinL2, accuracy, `|eig W|`, `max eig Omega`)
     from the ``projection`` numbers; returns the ``matplotlib`` Figure (not saved)."""
-    from .._plots import new_figure
-
     t = np.asarray(nb["t"])
     tr = nb["trajectories"]
     bound = nb["bias_eigenvalue_predicted"]
@@ -213,7 +206,7 @@ def _fig_projection_dynamics(nb: dict):
     axes[1, 1].set_ylabel("largest eigenvalue of Ω(W(t)) (dimensionless)")
     axes[1, 1].set_title("(d) P1: spec Ω(W) ⊂ [0, n/(n+M)]")
     for ax in axes.ravel():
-        ax.set_xlabel(_TIME_LABEL)
+        ax.set_xlabel(TIME_LABEL)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
@@ -227,8 +220,6 @@ def _fig_projection_dynamics(nb: dict):
 def _fig_projection_fixed_points(nb: dict):
     """Figure of the fixed points (Jacobian spectra, `|eig W|`) from the ``projection``
     numbers; returns the ``matplotlib`` Figure (not saved)."""
-    from .._plots import new_figure
-
     fps = nb["fixed_points"]
     bound = nb["bias_eigenvalue_predicted"]
     fig, axes = new_figure(1, 2, figsize=(14, 5))
@@ -298,8 +289,6 @@ def _fig_projection_fixed_points(nb: dict):
 
 def _fig_projection_sweep(runs: dict, ts):
     """Figure: projection-model sweep with and without stop-gradient."""
-    from .._plots import new_figure
-
     fig, axes = new_figure(1, 3, figsize=(18, 4.8))
     floor = 1e-30
     t = np.asarray(ts)
@@ -338,7 +327,7 @@ def _fig_projection_sweep(runs: dict, ts):
     axes[1].set_ylim(-0.17, 1.05)
     axes[1].set_title("(b) final accuracy (ŷ = W x), each seed")
     axes[2].set_ylim(-0.05, 1.05)
-    axes[2].set_xlabel(_TIME_LABEL)
+    axes[2].set_xlabel(TIME_LABEL)
     axes[2].set_ylabel("nearest-label accuracy, clean samples (fraction)")
     axes[2].set_title("(c) accuracy against time (gap: undefined after collapse)")
     for ax in axes[:2]:
@@ -357,8 +346,6 @@ def _fig_projection_sweep(runs: dict, ts):
 
 def _fig_diagnostics(nb: dict, M: int):
     """Figure: collapse diagnostics along the two embedding-model trajectories."""
-    from .._plots import new_figure
-
     t = np.asarray(nb["t"])
     tr = nb["trajectories"]
     fig, axes = new_figure(2, 2, figsize=(13, 9))
@@ -403,7 +390,7 @@ def _fig_diagnostics(nb: dict, M: int):
     axes[1, 1].set_ylabel("singular value σ_k of centred embeddings (embedding units)")
     axes[1, 1].set_title("(d) final singular-value spectrum (zeros not drawn)")
     for ax in (axes[0, 0], axes[0, 1], axes[1, 0]):
-        ax.set_xlabel(_TIME_LABEL)
+        ax.set_xlabel(TIME_LABEL)
     for ax in axes.ravel():
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

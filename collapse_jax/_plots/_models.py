@@ -1,60 +1,10 @@
-"""Figures (matplotlib, Agg backend: no display needed)."""
+"""The figures of the models, sweeps and mechanisms (what the CLI draws)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-__all__ = [
-    "new_figure",
-    "save_figure",
-    "sweep_figure",
-    "phase_diagram_figure",
-    "teacher_student_figure",
-    "plot_projection_comparison",
-    "stop_gradient_comparison_figure",
-    "mechanism_phase_figure",
-    "mechanism_summary_figure",
-    "spectrum_figure",
-]
-
-
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(8, 5), **subplots_kw):
-    """A ``matplotlib.figure.Figure`` and its axes, outside pyplot's global state.
-
-    Every figure builder of the package makes its figure here and returns it, so that a caller
-    (or a test) can read the plotted data back from the axes; nothing has to be closed, the
-    figure is garbage-collected like any object. ``subplots_kw`` go to ``Figure.subplots``.
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, **subplots_kw)
-
-
-def save_figure(fig, path, *, dpi: int = 110) -> str:
-    """Write ``fig`` to ``path`` (format from the suffix) atomically: the image is written
-    under a temporary name in the same folder and renamed, so an interrupted write never
-    leaves a half-written file behind. Creates the parent folder. Returns ``str(path)``."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a figure is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return str(path)
+from ._base import PHI_LABEL, TIME_LABEL, _finite_rows, _label_panels, new_figure, save_figure
 
 
 def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = None):
@@ -84,7 +34,7 @@ def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = No
         color="C0",
         label="geometric mean over seeds",
     )
-    ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+    ax.set_xlabel(PHI_LABEL)
     ax.axhline(floor, color="C3", lw=0.8, ls=":", label=f"values below {floor:g} drawn here")
     ax.set_ylabel(rf"MinL2 at $t = {result.t[-1]:.3g}$")
     ax.set_title("(a) final class separation")
@@ -130,16 +80,6 @@ def sweep_figure(result, rates: dict, path=None, *, integrated: dict | None = No
     return fig
 
 
-def _finite_rows(a, stat):
-    """``stat`` of the finite entries of each row; NaN (not drawn) for rows with none."""
-    a = np.asarray(a, dtype=np.float64)
-    out = np.full(a.shape[0], np.nan)
-    for i, row in enumerate(a):
-        if np.isfinite(row).any():
-            out[i] = stat(row[np.isfinite(row)])
-    return out
-
-
 def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
     """Phase diagram of projection-model sweeps, one curve per variant (P1 / P2).
 
@@ -154,7 +94,7 @@ def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
     [`save_figure`][collapse_jax.save_figure]). The mean curve of each variant carries its
     label on every panel, so its data can be read back.
     """
-    from ._sweep import collapse_time
+    from .._sweep import collapse_time
 
     fig, axes = new_figure(1, 3, figsize=(15, 4.2))
     first = next(iter(results.values()))
@@ -172,16 +112,16 @@ def phase_diagram_figure(results: dict, *, floor: float = 1e-12):
         ct_median = _finite_rows(collapse_time(res.t, res.min_l2), np.median)
         axes[2].semilogy(phi, ct_median, style, color=color, label=label)
     axes[0].axhline(floor, color="0.3", lw=0.8, ls=":", label=f"values below {floor:g} drawn here")
-    axes[0].set_ylabel(rf"MinL2 at $t = {first.t[-1]:.3g}$")
-    axes[0].set_title("(a) final class separation")
-    axes[1].set_ylabel("final accuracy (clean samples, nearest label)")
     axes[1].set_ylim(-0.05, 1.05)
-    axes[1].set_title("(b) final accuracy (not drawn once collapsed)")
-    axes[2].set_ylabel("collapse time t (MinL2 < 1e-2 of start)")
-    axes[2].set_title("(c) collapse time (not drawn if none)")
-    for ax in axes:
-        ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
-        ax.legend(fontsize=8)
+    panels = [
+        (rf"MinL2 at $t = {first.t[-1]:.3g}$", "(a) final class separation"),
+        (
+            "final accuracy (clean samples, nearest label)",
+            "(b) final accuracy (not drawn once collapsed)",
+        ),
+        ("collapse time t (MinL2 < 1e-2 of start)", "(c) collapse time (not drawn if none)"),
+    ]
+    _label_panels(axes, panels, xlabel=PHI_LABEL)
     meta = first.metadata
     fig.suptitle(
         f"projection model phase diagram, K={meta['n_classes']}, n={meta['per_class']}, "
@@ -304,12 +244,12 @@ def plot_projection_comparison(ts, runs: dict[str, dict], *, title: str | None =
         ax2.semilogx(ts, acc, styles[k % 4], lw=2, label=label)
     if bound is not None:
         ax1.axhline(bound, color="gray", ls=":", lw=1, label="round-off floor")
-    ax1.set_xlabel("time t (gradient-flow time, dimensionless)")
+    ax1.set_xlabel(TIME_LABEL)
     ax1.set_ylabel("MinL2 = min over c ≠ c′ of ‖y_c − y_c′‖ (embedding units)")
     ax1.set_title("label separation")
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend()
-    ax2.set_xlabel("time t (gradient-flow time, dimensionless)")
+    ax2.set_xlabel(TIME_LABEL)
     ax2.set_ylabel("nearest-label accuracy, clean samples (fraction)")
     ax2.set_title("accuracy with ŷ(x) = W x (gaps: MinL2 at round-off)")
     ax2.set_ylim(-0.05, 1.05)
@@ -350,19 +290,15 @@ def mechanism_phase_figure(res: dict, *, floor: float = 1e-12):
         axes[3].plot(phi, np.median(res["diag_rankme"][:, h], axis=-1), style, color=color,
                      label=label)  # fmt: skip
     axes[0].axhline(1e-2, color="0.3", lw=0.8, ls=":", label="collapse threshold 1e-2")
-    axes[0].set_ylabel("final MinL2 / initial MinL2")
-    axes[0].set_title("(a) class separation at the horizon")
     axes[1].axhline(0.0, color="0.3", lw=0.8)
-    axes[1].set_ylabel("late rate d log MinL2 / dt")
-    axes[1].set_title("(b) late collapse rate")
     axes[2].set_ylim(-0.05, 1.05)
-    axes[2].set_ylabel("final accuracy (clean samples)")
-    axes[2].set_title("(c) accuracy (not drawn once collapsed)")
-    axes[3].set_ylabel("RankMe of final clean samples")
-    axes[3].set_title("(d) effective rank")
-    for ax in axes:
-        ax.set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
-        ax.legend(fontsize=8)
+    panels = [
+        ("final MinL2 / initial MinL2", "(a) class separation at the horizon"),
+        ("late rate d log MinL2 / dt", "(b) late collapse rate"),
+        ("final accuracy (clean samples)", "(c) accuracy (not drawn once collapsed)"),
+        ("RankMe of final clean samples", "(d) effective rank"),
+    ]
+    _label_panels(axes, panels, xlabel=PHI_LABEL)
     fig.suptitle(
         f"mechanism '{res['mechanism']}': K={res['n_classes']}, n={res['per_class']}, "
         f"d={res['dim']}, {len(res['seeds'])} seed(s), t1={res['t'][-1]:.3g}"
@@ -379,7 +315,7 @@ def mechanism_summary_figure(results: dict, *, floor: float = 1e-12):
     [`save_figure`][collapse_jax.save_figure]); one curve per mechanism, labelled by its name,
     on each panel.
     """
-    from ._mechanisms import get_mechanism
+    from .._mechanisms import get_mechanism
 
     fig, axes = new_figure(1, 2, figsize=(13, 4.6))
     styles = ("-o", "--s", ":^", "-.v", "-D", "--x", ":P", "-.*")
@@ -395,7 +331,7 @@ def mechanism_summary_figure(results: dict, *, floor: float = 1e-12):
         axes[1].loglog(res["t"], np.clip(traj, floor, None), style[:-1] or "-", color=color,
                        label=label)  # fmt: skip
     axes[0].axhline(1e-2, color="0.3", lw=0.8, ls=":", label="collapse threshold")
-    axes[0].set_xlabel(r"frustration ratio $\varphi = M/(Kn+M)$")
+    axes[0].set_xlabel(PHI_LABEL)
     axes[0].set_ylabel("final MinL2 / initial MinL2")
     axes[0].set_title("(a) which mechanisms keep a finite separation")
     last = next(iter(results.values()))
@@ -462,7 +398,7 @@ def stop_gradient_comparison_figure(ts, runs: dict[bool, dict], y_final, *, titl
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    from ._metrics import roundoff_floor
+    from .._metrics import roundoff_floor
 
     labelled = {
         "without stop-gradient (conservative)": runs[False],
