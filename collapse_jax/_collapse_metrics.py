@@ -20,18 +20,24 @@ conventions fixed here (docs/theory.md §5 asks for them to be stated):
   (compared with a relative slack of `1e-12`, so exact ties such as `19/20` of 20 equal
   eigenvalues count as reaching it); 0 when every `lambda_k` is 0.
 * **alpha-ReQ**: least-squares slope of `log lambda_k = c - alpha log k`. Fit range: ranks
-  `k_min <= k <= k_max` (1-based, inclusive; default all of `1..D`) restricted to the
-  eigenvalues above the tolerance (the numerical rank). Reported with `R^2` of the fit in
+  `k_min <= k <= k_max` (1-based, inclusive), restricted to the eigenvalues above the tolerance
+  (the numerical rank `r`). Default: ranks 11..100 (the default of reptrix, which leaves out
+  the head of the spectrum) clipped to `r`, when `r >= 20` (at least ten ranks to fit); for a
+  shorter spectrum, the whole of it, ranks `1..r`. Reported with `R^2` of the fit in
   log-log space (`R^2 = 1` for a flat spectrum, which `alpha = 0` fits exactly). With fewer
   than two eigenvalues in range, `alpha = +inf` (the spectrum ends after at most one
   component) and `R^2 = NaN`.
+* **Scale.** Where the largest entry lies outside `[2^-60, 2^60]`, every square is taken of the
+  data divided by a power of two near it (exact in floating point), so the scale-free metrics
+  (all but the singular values, the class means and MinL2) are the same for `Z` and `c Z` at
+  any `c > 0` from `1e-300` to `1e300`: no square overflows or underflows.
 * **std of L2-normalised embeddings**: `u_i = z_i / |z_i|` (a zero row stays 0), population
   standard deviation (ddof 0) of each coordinate of `u` over the samples, averaged over the
   `D` coordinates. 0 for a constant input, about `1/sqrt(D)` for isotropic data. The
   normalisation is *not* centred (as in SimSiam), so a large common offset also lowers it.
 * **Labels**: integers `0..K-1`; a negative label marks an unlabelled sample, which enters
   every global metric but no class statistic. A class without samples is absent: it enters no
-  class metric (`K_p` below counts the present classes).
+  class metric (`K_p` below counts the present classes). A label `>= K` is an error.
 * **Class means** `mu_c`; `mbar` = unweighted mean of the present class means (the global
   mean for balanced classes); `Mt` = the `K x D` matrix of rows `mu_c - mbar`.
 * **MinL2** `= min_{c != c'} |mu_c - mu_c'|` over present classes.
@@ -74,6 +80,12 @@ __all__ = [
 ]
 
 _SLACK_95 = 1e-12
+#: default alpha-ReQ fit range, ranks (1-based, inclusive): reptrix's ``np.arange(10, 100)``
+ALPHA_REQ_FIT_RANGE = (11, 100)
+#: below this numerical rank the default range has under ten ranks: fit the whole spectrum
+ALPHA_REQ_MIN_RANK = 20
+#: an alpha-ReQ fit with R^2 below this is flagged as poor (``alpha_req_poor_fit``)
+ALPHA_REQ_MIN_R2 = 0.9
 
 
 def _float(z) -> Array:
@@ -88,16 +100,36 @@ def _default_rtol(dim: int, dtype) -> float:
     return 10.0 * dim * float(jnp.finfo(dtype).eps)
 
 
+def _pow2_scale(*arrays) -> Array:
+    """1 when `max |a|` over ``arrays`` lies in `[2^-60, 2^60]` (or is 0), else the power of
+    two `c` with `max |a| / c` in `[0.5, 1)`.
+
+    Dividing by `c` is exact in floating point (barring underflow of entries far below the
+    largest), so a metric computed on `a / c` carries the same round-off as on `a`, and no
+    square (nor fourth power) of `a / c` overflows or underflows; within the range the data
+    are left as they are, so their numbers are unchanged to the last bit.
+    """
+    top = jnp.max(jnp.stack([jnp.max(jnp.abs(a), initial=0.0) for a in arrays]))
+    _, e = jnp.frexp(top)
+    keep = (top == 0) | ((top >= 2.0**-60) & (top <= 2.0**60))
+    return jnp.where(keep, 1.0, jnp.ldexp(jnp.ones((), top.dtype), e)).astype(top.dtype)
+
+
+def _normalize_rows(z: Array) -> Array:
+    """`z_i / |z_i|` without overflow or underflow of `|z_i|^2` (a zero row stays 0)."""
+    _, e = jnp.frexp(jnp.max(jnp.abs(z), axis=1, keepdims=True))
+    zs = jnp.ldexp(z, -e)  # exact: a power of two per row
+    norm = jnp.linalg.norm(zs, axis=1, keepdims=True)
+    return zs / jnp.where(norm > 0, norm, 1.0)
+
+
 def std_l2_normalized(z: Float[Array, "samples dim"]) -> Float[Array, ""]:
     """Mean over dimensions of the std of `u_i = z_i / |z_i|` (docs/theory.md §5).
 
     `mean_d sqrt((1/N) sum_i (u_id - ubar_d)^2)`; a zero row is kept as 0. About `1/sqrt(D)`
     for isotropic data, 0 for a constant input.
     """
-    z = _float(z)
-    norm = jnp.linalg.norm(z, axis=1, keepdims=True)
-    u = z / jnp.where(norm > 0, norm, 1.0)
-    return jnp.mean(jnp.std(u, axis=0))
+    return jnp.mean(jnp.std(_normalize_rows(_float(z)), axis=0))
 
 
 def singular_values(
@@ -110,11 +142,12 @@ def singular_values(
     """
     z = _float(z)
     N, D = z.shape
-    zc = z - jnp.mean(z, axis=0)
-    s = jnp.linalg.svd(zc, compute_uv=False)
+    c = _pow2_scale(z)
+    zs = z / c  # exact; no square below overflows or underflows
+    s = jnp.linalg.svd(zs - jnp.mean(zs, axis=0), compute_uv=False)  # thin: min(N, D) values
     s = jnp.concatenate([s, jnp.zeros(max(D - s.shape[0], 0), s.dtype)])
     rtol = _default_rtol(D, z.dtype) if rtol is None else rtol
-    return jnp.where(s > rtol * jnp.linalg.norm(z), s, 0.0)
+    return c * jnp.where(s > rtol * jnp.linalg.norm(zs), s, 0.0)
 
 
 def _entropy_exp(w: Float[Array, " k"]) -> Float[Array, ""]:
@@ -136,12 +169,14 @@ def rankme(sv: Float[Array, " k"], *, eigenvalues: bool = False) -> Float[Array,
         RankMe in `[1, k]`, or 0 when every value is 0 (a constant input).
     """
     sv = jnp.asarray(sv)
+    sv = sv / _pow2_scale(sv)  # scale-free: exact rescaling, no overflow of sv^2
     return _entropy_exp(sv * sv if eigenvalues else sv)
 
 
 def participation_ratio(sv: Float[Array, " k"]) -> Float[Array, ""]:
     """`PR = (sum lambda)^2 / sum lambda^2` of `lambda = sigma^2`; 0 when all vanish (§5)."""
-    lam = jnp.asarray(sv) ** 2
+    sv = jnp.asarray(sv)
+    lam = (sv / _pow2_scale(sv)) ** 2  # scale-free: exact rescaling, no overflow of sv^4
     s2 = jnp.sum(lam * lam)
     return jnp.where(s2 > 0, jnp.sum(lam) ** 2 / jnp.where(s2 > 0, s2, 1.0), 0.0)
 
@@ -152,11 +187,30 @@ def n_components(sv: Float[Array, " k"], fraction: float = 0.95) -> Array:
     ``sv`` must be sorted descending. The comparison has a relative slack of `1e-12`; the
     result is 0 when every `lambda` is 0.
     """
-    lam = jnp.asarray(sv) ** 2
+    sv = jnp.asarray(sv)
+    lam = (sv / _pow2_scale(sv)) ** 2
     total = jnp.sum(lam)
     reached = jnp.cumsum(lam) >= (fraction - _SLACK_95) * total
     k = jnp.argmax(reached) + 1
     return jnp.where(total > 0, k, 0)
+
+
+def _alpha_fit_range(sv: Float[Array, " k"], fit_range: tuple[int, int] | None = None):
+    """The ranks `(k_min, k_max)` that [`alpha_req`][collapse_jax.alpha_req] fits (traceable).
+
+    ``fit_range`` (default `ALPHA_REQ_FIT_RANGE` = ranks 11..100 when the numerical rank
+    `r >= ALPHA_REQ_MIN_RANK` = 20, else `1..r`) with `k_max` clipped to `r`, the number of
+    positive values of the descending ``sv``. Fewer than two ranks in range when
+    `k_max < k_min + 1`.
+    """
+    r = jnp.sum(jnp.asarray(sv) > 0)
+    if fit_range is None:
+        long = r >= ALPHA_REQ_MIN_RANK
+        lo = jnp.where(long, ALPHA_REQ_FIT_RANGE[0], 1)
+        hi = jnp.where(long, ALPHA_REQ_FIT_RANGE[1], r)
+    else:
+        lo, hi = fit_range
+    return jnp.asarray(lo, r.dtype), jnp.minimum(jnp.asarray(hi, r.dtype), r)
 
 
 def alpha_req(
@@ -165,18 +219,20 @@ def alpha_req(
     """alpha-ReQ: power-law decay exponent of the eigenspectrum, with `R^2` (docs/theory.md §5).
 
     Least squares of `log lambda_k = c - alpha log k`, `lambda = sigma^2`, over the ranks
-    `k_min <= k <= k_max` (1-based, inclusive; default the whole spectrum) whose eigenvalue is
-    positive (values at the tolerance were already set to 0 by
-    [`singular_values`][collapse_jax.singular_values]).
+    `k_min <= k <= k_max` (1-based, inclusive) whose eigenvalue is positive (values at the
+    tolerance were already set to 0 by [`singular_values`][collapse_jax.singular_values]).
+    Default range: ranks 11..100 (reptrix's default) clipped to the numerical rank `r` when
+    `r >= 20`, else the whole spectrum `1..r` (module docstring).
 
     Returns:
         ``(alpha, r2)``: `alpha = +inf`, `r2 = NaN` with fewer than two points in range;
         `r2 = 1` for a spectrum flat up to round-off (spread of `log lambda` within
-        `1e4 eps (1 + max |log lambda|)`).
+        `1e4 eps (1 + max |log lambda|)`, eigenvalues scaled to a largest value near 1).
     """
-    lam = jnp.asarray(sv) ** 2
+    sv = jnp.asarray(sv)
+    lam = (sv / _pow2_scale(sv)) ** 2  # scale-free: exact rescaling, no overflow of sv^2
     k = jnp.arange(1, lam.shape[0] + 1)
-    lo, hi = (1, lam.shape[0]) if fit_range is None else fit_range
+    lo, hi = _alpha_fit_range(sv, fit_range)
     w = ((k >= lo) & (k <= hi) & (lam > 0)).astype(lam.dtype)
     n = jnp.sum(w)
     x = jnp.log(k.astype(lam.dtype))
@@ -215,11 +271,16 @@ def _centred_means(means, present):
 
 def min_l2_class_means(means, present) -> Float[Array, ""]:
     """`min_{c != c'} |mu_c - mu_c'|` over present classes (inf with fewer than two)."""
-    mc, _ = _centred_means(means, present)  # differences are shift-free; centring helps
-    diff = mc[:, None, :] - mc[None, :, :]
-    dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
     pair = present[:, None] & present[None, :] & ~jnp.eye(means.shape[0], dtype=bool)
-    return jnp.min(jnp.where(pair, dist, jnp.inf))
+
+    def smallest(m):
+        mc, _ = _centred_means(m, present)  # differences are shift-free; centring helps
+        diff = mc[:, None, :] - mc[None, :, :]
+        return jnp.min(jnp.where(pair, jnp.sqrt(jnp.sum(diff * diff, axis=-1)), jnp.inf))
+
+    c = _pow2_scale(jnp.where(present[:, None], means, 0.0))
+    # at c = 1 the data as they are (the same round-off as ever); else rescaled, exactly
+    return jnp.where(c == 1.0, smallest(means), c * smallest(means / c))
 
 
 def _pinv_rows(mc, rtol, scale):
@@ -244,6 +305,9 @@ def nc1(r_within, n_labelled, means, present, *, rtol: float | None = None):
     Returns:
         NC1; `+inf` when the class means coincide.
     """
+    means = jnp.where(present[:, None], means, 0.0)
+    c = _pow2_scale(means, r_within)  # NC1 is scale-free: exact rescaling, no overflow
+    means, r_within = means / c, r_within / c
     mc, _ = _centred_means(means, present)
     D = means.shape[1]
     rtol = _default_rtol(D, means.dtype) if rtol is None else rtol
@@ -259,7 +323,8 @@ def nc2(means, present) -> Float[Array, ""]:
     Over present classes only; NaN when the centred class means are all 0 or fewer than two
     classes are present.
     """
-    mc, p = _centred_means(means, present)
+    means = jnp.where(present[:, None], means, 0.0)
+    mc, p = _centred_means(means / _pow2_scale(means), present)  # scale-free, no overflow
     kp = jnp.sum(p)
     G = mc @ mc.T
     gnorm = jnp.linalg.norm(G)
@@ -279,6 +344,9 @@ def ncm_counts(z, labels, means, present) -> tuple[Array, Array]:
     """
     z = _float(z)
     labels = jnp.asarray(labels)
+    means = jnp.where(present[:, None], means, 0.0)
+    c = _pow2_scale(z, means)  # the ranking is scale-free: exact rescaling, no overflow
+    z, means = z / c, means / c
     mc, _ = _centred_means(means, present)
     mbar = jnp.sum(jnp.where(present[:, None], means, 0.0), axis=0) / jnp.maximum(
         jnp.sum(present), 1

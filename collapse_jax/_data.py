@@ -181,11 +181,12 @@ def frustration_data(
     """
     K = _check_int("n_classes", n_classes, 2)
     n = _check_int("per_class", per_class, 1)
+    # the ratios first: a ratio outside [0, 1) is named as such, not as a max_shared it implies
+    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
+    M = shared_from_frustration(K, n, phis)
     rows = _check_int("max_shared", max_shared, 0)
     if rule not in ("round", "spread"):
         raise ValueError(f"rule must be 'round' or 'spread', got {rule!r}")
-    phis = np.atleast_1d(np.asarray(frustration, dtype=np.float64))
-    M = shared_from_frustration(K, n, phis)
     dtype = _float_dtype()
     if rule == "round":
         m = np.round(M)

@@ -34,8 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._collapse_metrics import (
+    ALPHA_REQ_MIN_R2,
+    _alpha_fit_range,
     _default_rtol,
     _float,
+    _normalize_rows,
+    _pow2_scale,
     alpha_req,
     class_means,
     min_l2_class_means,
@@ -100,23 +104,26 @@ class EmbeddingStats(NamedTuple):
     r_within: Float[Array, "dim dim"]
 
 
-def _r_factor(rows, D):
+def _r_factor(rows, D, pad=True):
+    """`R` with `R^T R = rows^T rows`: `(D, D)` (zero rows padded) or, with ``pad=False``,
+    `(min(rows, D), D)`, which keeps a wide batch (`N < D`) at `O(N D)` memory."""
     r = jnp.linalg.qr(rows, mode="r")
-    return jnp.concatenate([r, jnp.zeros((D - r.shape[0], D), r.dtype)]) if r.shape[0] < D else r
+    if pad and r.shape[0] < D:
+        return jnp.concatenate([r, jnp.zeros((D - r.shape[0], D), r.dtype)])
+    return r
 
 
 def _check_finite(z):
     return eqx.error_if(z, ~jnp.all(jnp.isfinite(z)), "embeddings contain NaN or inf")
 
 
-@partial(jax.jit, static_argnames="n_classes")
-def _batch_stats(z, labels, n_classes):
+@partial(jax.jit, static_argnames=("n_classes", "pad"))
+def _batch_stats(z, labels, n_classes, pad=True):
     z = _check_finite(z)
     N, D = z.shape
-    mean = jnp.mean(z, axis=0)
-    norm = jnp.linalg.norm(z, axis=1, keepdims=True)
-    u = z / jnp.where(norm > 0, norm, 1.0)
+    u = _normalize_rows(z)  # no square of a row overflows; the QR steps scale themselves
     umean = jnp.mean(u, axis=0)
+    mean = jnp.mean(z, axis=0)
     means, counts = class_means(z, labels, n_classes)
     onehot = jax.nn.one_hot(labels, n_classes, dtype=z.dtype)
     dev = z - onehot @ means
@@ -124,12 +131,12 @@ def _batch_stats(z, labels, n_classes):
     return EmbeddingStats(
         count=jnp.asarray(N, z.dtype),
         mean=mean,
-        r=_r_factor(z - mean, D),
+        r=_r_factor(z - mean, D, pad),
         norm_mean=umean,
         norm_m2=jnp.sum((u - umean) ** 2, axis=0),
         class_count=counts,
         class_mean=means,
-        r_within=_r_factor(dev, D),
+        r_within=_r_factor(dev, D, pad),
     )
 
 
@@ -154,6 +161,13 @@ def _prepare_labels(labels, N, n_classes):
         if isinstance(labels, jax.core.Tracer):
             raise ValueError("n_classes is required when labels are traced")
         n_classes = int(np.max(np.asarray(labels), initial=-1)) + 1
+    elif not isinstance(labels, jax.core.Tracer):
+        top = int(np.max(np.asarray(labels), initial=-1))
+        if top >= n_classes:
+            raise ValueError(
+                f"labels must be < n_classes = {n_classes} (labels run 0..n_classes-1), got "
+                f"a label {top}: pass n_classes={top + 1} or leave n_classes out"
+            )
     return labels, n_classes
 
 
@@ -229,9 +243,12 @@ def stream_stats(batches: Iterable, *, n_classes: int = 0) -> EmbeddingStats:
 def _finalize(stats, rtol, fit_range, rankme_fraction, std_fraction, eigen_rankme):
     D = stats.mean.shape[0]
     n = stats.count
-    s = jnp.linalg.svd(stats.r, compute_uv=False)
-    frob = jnp.sqrt(jnp.sum(stats.r**2) + n * jnp.sum(stats.mean**2))
-    s = jnp.where(s > rtol * frob, s, 0.0)
+    c = _pow2_scale(stats.r, stats.mean)  # exact rescaling: no square overflows or underflows
+    r, mean = stats.r / c, stats.mean / c
+    s = jnp.linalg.svd(r, compute_uv=False)  # min(rows, D) values: pad to D
+    s = jnp.concatenate([s, jnp.zeros(max(D - s.shape[0], 0), s.dtype)])
+    frob = jnp.sqrt(jnp.sum(r**2) + n * jnp.sum(mean**2))
+    s = c * jnp.where(s > rtol * frob, s, 0.0)
     std = jnp.mean(jnp.sqrt(stats.norm_m2 / jnp.maximum(n, 1.0)))
     rm = rankme(s)
     alpha, r2 = alpha_req(s, fit_range)
@@ -246,6 +263,8 @@ def _finalize(stats, rtol, fit_range, rankme_fraction, std_fraction, eigen_rankm
         "numerical_rank": jnp.sum(s > 0),
         "alpha_req": alpha,
         "alpha_req_r2": r2,
+        "alpha_req_fit_range": jnp.stack(_alpha_fit_range(s, fit_range)),
+        "alpha_req_poor_fit": ~(r2 >= ALPHA_REQ_MIN_R2),
         "singular_values": s,
         "collapsed": collapse_verdict(
             rm, std, n, D, rankme_fraction=rankme_fraction, std_fraction=std_fraction
@@ -281,7 +300,9 @@ def diagnostics_from_stats(
 
     Keys: ``n_samples``, ``dim``, ``std_l2_normalized``, ``isotropic_std`` (`1/sqrt(D)`),
     ``rankme``, ``participation_ratio``, ``n_components_95``, ``numerical_rank``,
-    ``alpha_req``, ``alpha_req_r2``, ``singular_values``, ``collapsed``; with
+    ``alpha_req``, ``alpha_req_r2``, ``alpha_req_fit_range`` (the ranks `[k_min, k_max]`
+    fitted: ``fit_range`` or the default, clipped to the numerical rank),
+    ``alpha_req_poor_fit`` (`R^2 < 0.9`, or no fit), ``singular_values``, ``collapsed``; with
     ``rankme_eigenvalues=True`` also ``rankme_eigenvalues``; with classes also
     ``n_classes_present``, ``class_counts``, ``class_means``, ``min_l2_class_means``,
     ``nc1``, ``nc2``.
@@ -314,29 +335,47 @@ def diagnose(
     """All collapse diagnostics of one embedding array (docs/theory.md §5, module docstring).
 
     The one-shot path is the streaming path with a single batch, so both give the same
-    numbers. ``options`` go to
+    numbers; it keeps the factors at `min(N, D) x D`, so a wide array (`N < D`) costs
+    `O(N D)` memory, not `O(D^2)`. ``options`` go to
     [`diagnostics_from_stats`][collapse_jax.diagnostics_from_stats]. With labels, adds
-    ``ncm_accuracy`` to its keys.
+    ``ncm_accuracy`` and ``class_ids`` to its keys: without ``n_classes`` the classes are the
+    label values present, in increasing order (so sparse ids such as `{0, 99999}` make two
+    classes), and ``class_counts``, ``class_means`` follow ``class_ids``; with
+    ``n_classes``, ``class_ids`` is `0..n_classes-1` and absent classes keep their rows.
 
     Raises:
         ValueError: not 2-D, empty, fewer than 2 samples, NaN/inf, labels of the wrong shape,
-            or labels naming fewer than two classes.
+            labels naming fewer than two classes, or a label `>= n_classes`.
         TypeError: non-numeric embeddings or non-integer labels.
     """
+    in_dtype = z.dtype if hasattr(z, "dtype") else np.asarray(z).dtype
     z = _float(z)
     _check_matrix(z)
+    if options.get("rtol") is None and np.issubdtype(in_dtype, np.floating):
+        # round-off of the data itself: a float32 input is exact only to float32's eps
+        prec = in_dtype if np.finfo(in_dtype).eps > np.finfo(z.dtype).eps else z.dtype
+        options = {**options, "rtol": _default_rtol(z.shape[1], prec)}
     if z.shape[0] < 2:
         raise ValueError(f"need at least 2 samples, got {z.shape[0]}")
     if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
         raise ValueError("embeddings contain NaN or inf")
     has_labels = labels is not None
     labels, K = _prepare_labels(labels, z.shape[0], n_classes)
+    class_ids = jnp.arange(K)
     if has_labels and not isinstance(labels, jax.core.Tracer):
-        present = np.unique(np.asarray(labels)[np.asarray(labels) >= 0])
+        lab = np.asarray(labels)
+        present, inverse = np.unique(lab[lab >= 0], return_inverse=True)
         if present.size < 2:
             raise ValueError(f"labels must name at least 2 classes, got {present.size}")
-    out = diagnostics_from_stats(_batch_stats(z, labels, K), **options)
-    return _with_ncm(out, z, labels) if has_labels else out
+        if n_classes is None:  # the classes present: O(K_p), whatever the ids
+            remapped = np.full(lab.shape, -1, np.int32)
+            remapped[lab >= 0] = inverse.ravel()
+            labels, K, class_ids = jnp.asarray(remapped), present.size, jnp.asarray(present)
+    out = diagnostics_from_stats(_batch_stats(z, labels, K, pad=False), **options)
+    if not has_labels:
+        return out
+    out["class_ids"] = class_ids
+    return _with_ncm(out, z, labels)
 
 
 def trajectory_diagnostics(
@@ -378,7 +417,7 @@ def trajectory_diagnostics(
         raise TypeError(f"unknown options {sorted(opts)}")
 
     def one(xt):
-        out = _finalize(_batch_stats(xt, labels, K), rtol, fit_range, rf, sf, eig)
+        out = _finalize(_batch_stats(xt, labels, K, pad=False), rtol, fit_range, rf, sf, eig)
         return _with_ncm(out, xt, labels)
 
     return jax.vmap(one)(x)

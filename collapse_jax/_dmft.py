@@ -25,7 +25,9 @@ with `G + I`; see the docs page.)
 **Solver.** The equation is solved by Picard iteration on consecutive windows of length
 ``window``: on each window, (i) propagate `u` given the current iterate `W^(k)(t)`, (ii) solve
 the linear `W` equation given that `u(t)`, giving `W^(k+1)(t)`, until
-`max_t |W^(k+1) - W^(k)| < tol` on the window's check points. Both sub-solves are diffrax
+`max_t |W^(k+1) - W^(k)| < tol` on the window's check points, or until that change stops
+falling below the sub-solves' own accuracy, `10 (rtol max|W| + atol)` (closer than that two
+iterates cannot agree, whatever ``tol`` asks). Both sub-solves are diffrax
 solves with dense (solver-order) interpolation, which carries the iterate between them. A
 whole-interval iteration diverges (with `W` frozen the `(xbar, y)` equations are unstable
 whenever `W` scales a bias direction by less than `n/(n+M)`, and the stop-gradient fixed point
@@ -101,6 +103,12 @@ def _zero(t, W, args):
     return jnp.zeros_like(W)
 
 
+#: Two Picard iterates, each solved to ``(rtol, atol)``, agree to about ``rtol |W| + atol``
+#: (measured: within 2x of it); a change below ``_NOISE`` times that is as small as the
+#: sub-solves can make it.
+_NOISE = 10.0
+
+
 @functools.lru_cache(maxsize=16)
 def _make_window(stop_gradient, solver, rtol, atol, max_steps, tol, max_iter, n_check):
     field = reduced_field(stop_gradient=stop_gradient)
@@ -130,29 +138,35 @@ def _make_window(stop_gradient, solver, rtol, atol, max_steps, tol, max_iter, n_
         w_sol = solve(diffrax.ODETerm(_zero), z0.W, t0, t1, None)  # W^(0) = W(t0)
 
         def body(carry):
-            w_sol, k, _, _ = carry
+            w_sol, k, change, _, _, _ = carry
             u_sol = solve(u_term, z0, t0, t1, (w_sol, p))
             w_new = solve(w_term, z0.W, t0, t1, (u_sol, p))
-            change = jnp.max(
-                jax.vmap(lambda s: jnp.max(jnp.abs(w_new.evaluate(s) - w_sol.evaluate(s))))(check)
-            )
-            change = jnp.where(jnp.isfinite(change), change, jnp.inf)
+            new_w, old_w = jax.vmap(w_new.evaluate)(check), jax.vmap(w_sol.evaluate)(check)
+            new = jnp.max(jnp.abs(new_w - old_w))
+            new = jnp.where(jnp.isfinite(new), new, jnp.inf)
             ok = (u_sol.result == diffrax.RESULTS.successful) & (
                 w_new.result == diffrax.RESULTS.successful
             )
-            return w_new, k + 1, change, ok
+            # what the sub-solves resolve: two iterates cannot agree better than this
+            floor = _NOISE * (rtol * jnp.max(jnp.abs(new_w)) + atol)
+            return w_new, k + 1, new, change, floor, ok
 
         def cond(carry):
-            _, k, change, ok = carry
-            running = (k < max_iter) & (change > tol) & ok & jnp.isfinite(change)
+            _, k, change, previous, floor, ok = carry
+            # at the sub-solves' accuracy the change stops falling: iterating on only
+            # reshuffles their round-off
+            stalled = (change <= floor) & (change >= previous)
+            running = (k < max_iter) & (change > tol) & ~stalled & ok & jnp.isfinite(change)
             return (k == 0) | running
 
-        w_sol, k, change, ok = jax.lax.while_loop(
-            cond, body, (w_sol, jnp.asarray(0), jnp.asarray(jnp.inf), jnp.asarray(True))
+        inf = jnp.asarray(jnp.inf)
+        w_sol, k, change, _, floor, ok = jax.lax.while_loop(
+            cond, body, (w_sol, jnp.asarray(0), inf, inf, inf, jnp.asarray(True))
         )
         u_sol = solve(u_term, z0, t0, t1, (w_sol, p))
         z1 = u_sol.evaluate(t1)._replace(W=w_sol.evaluate(t1))
-        return z1, k, change, ok & (u_sol.result == diffrax.RESULTS.successful), w_sol
+        ok = ok & (u_sol.result == diffrax.RESULTS.successful)
+        return z1, k, change, jnp.maximum(tol, floor), ok, w_sol
 
     return window
 
@@ -180,6 +194,8 @@ def solve_dmft(
         params: group sizes ([`reduced_params`][collapse_jax.reduced_params]).
         t1: end time; ``window``: window length (the last one may be shorter).
         tol: convergence threshold on `max |W^(k+1) - W^(k)|` at ``n_check`` points a window.
+            A window also converges once that change is within the sub-solves' accuracy,
+            `10 (rtol max|W| + atol)`, and stops falling (or ``max_iter`` is reached there).
         max_iter: iterations a window before it is declared not converged.
         rtol: relative tolerance of the two sub-solves.
         atol: absolute tolerance of the two sub-solves.
@@ -208,7 +224,7 @@ def solve_dmft(
     converged, message = True, ""
     z = z0
     for a, b in zip(edges[:-1], edges[1:], strict=True):
-        z, k, change, ok, w_sol = step(z, jnp.asarray(a), jnp.asarray(b), params)
+        z, k, change, reach, ok, w_sol = step(z, jnp.asarray(a), jnp.asarray(b), params)
         iters.append(int(k))
         changes.append(float(change))
         if not bool(ok) or not np.isfinite(float(change)):
@@ -219,11 +235,12 @@ def solve_dmft(
                 "window"
             )
             break
-        if float(change) > tol:
+        if float(change) > float(reach):
             converged = False
             message = (
                 f"window [{a:.4g}, {b:.4g}]: no convergence in {int(k)} iterations "
-                f"(last change {float(change):.3g} > tol {tol:g}); try a shorter window"
+                f"(last change {float(change):.3g} > tol {tol:g} and > the sub-solves' "
+                f"accuracy {float(reach):.3g}); try a shorter window"
             )
             break
         states.append(z)

@@ -131,13 +131,55 @@ def _split(state: EmbeddingState, data: StandardData):
     return xc, xs, y
 
 
+def _slow_divided_difference(r_slow, r_fast, t):
+    """`(e^{r_slow t} - e^{r_fast t}) / (r_slow - r_fast)` for `r_fast <= r_slow <= 0`.
+
+    Written as `e^{r_slow t} (1 - e^{-(r_slow - r_fast) t}) / (r_slow - r_fast)` (no
+    cancellation; `t e^{r t}` at equal roots): finite and bounded for every finite `t >= 0`.
+    """
+    gap = r_slow - r_fast
+    safe = jnp.where(gap > 0, gap, 1.0)
+    ratio = jnp.where(gap > 0, -jnp.expm1(-gap * t) / safe, t)
+    return jnp.exp(r_slow * t) * ratio
+
+
+def _global_propagator(per_class, n_classes, shared_weight, shared_count, t):
+    """`expm(G t)` for the sector III matrix `G` (``global_matrix``), bounded for every `t >= 0`.
+
+    `G` has the zero mode `(1, 1, 1)` with left eigenvector `c = (K n, K, m)` (`diag(c) G` is
+    symmetric with zero row sums), so `P0 = 1 c^T / sum(c)` projects on it along an invariant
+    complement on which `G` has the roots `r_fast <= r_slow <= 0` of
+    `lambda^2 + (1 + n + M + K w) lambda + (M + K w (n + 1))`. There
+    `expm(G t) = e^{r_fast t} I + f[r_fast, r_slow] (G - r_fast I)` (Newton form, exact also at
+    equal roots), so `expm(G t) = P0 + (e^{r_fast t} I + f (G - r_fast I)) (I - P0)`: no exponent
+    is positive, and at large `t` only `P0` is left.
+    """
+    G = global_matrix(per_class, n_classes, shared_weight, shared_count)
+    n = jnp.asarray(per_class, dtype=G.dtype)
+    m = jnp.asarray(shared_count, dtype=G.dtype)
+    w = jnp.asarray(shared_weight, dtype=G.dtype)
+    M, Kw = w * m, n_classes * w
+    b = 1.0 + n + M + Kw
+    c = M + Kw * (n + 1.0)
+    r_fast = -0.5 * (b + jnp.sqrt(jnp.maximum(b * b - 4.0 * c, 0.0)))
+    r_slow = jnp.minimum(c / r_fast, 0.0)
+    r_fast = jnp.minimum(r_fast, r_slow)
+    weights = jnp.stack([n_classes * n, jnp.full_like(m, n_classes), m])
+    eye = jnp.eye(3, dtype=G.dtype)
+    P0 = jnp.ones((3, 1), G.dtype) * (weights / jnp.sum(weights))[None, :]
+    f = _slow_divided_difference(r_slow, r_fast, t)
+    return P0 + (jnp.exp(r_fast * t) * eye + f * (G - r_fast * eye)) @ (eye - P0)
+
+
 def exact_solution(
     state0: EmbeddingState, data: StandardData, ts: Float[Array, " times"]
 ) -> EmbeddingState:
     """`z(t) = expm(J t) z(0)` through the sectors, `O(N d)` per time point (docs/theory.md §2).
 
-    Returns an [`EmbeddingState`][collapse_jax.EmbeddingState] whose arrays carry a leading time
-    axis.
+    Every mode decays or is constant and each is propagated with its own exponent (never a
+    growing one), so the state is finite for every finite `t >= 0` (at `t = 1e300` it is the
+    projection of the start on the zero modes). Returns an
+    [`EmbeddingState`][collapse_jax.EmbeddingState] whose arrays carry a leading time axis.
     """
     K = data.n_classes
     xc, xs, y = _split(state0, data)
@@ -151,14 +193,13 @@ def exact_solution(
     fluct_s = xs - mean_s
     gx, gy = mean_c.mean(axis=0), y.mean(axis=0)
     bx, by = mean_c - gx, y - gy
-    G = global_matrix(data.per_class, K, w, m)
     g0 = jnp.stack([gx, gy, mean_s])  # (3, d)
 
     def at(t):
         P = bias_propagator(data.per_class, M, t)
         bxt = P[0, 0] * bx + P[0, 1] * by
         byt = P[1, 0] * bx + P[1, 1] * by
-        gt = jax.scipy.linalg.expm(G * t) @ g0
+        gt = _global_propagator(data.per_class, K, w, m, t) @ g0
         x_clean = (gt[0] + bxt)[:, None, :] + fluct * jnp.exp(-t)
         x_shared = jnp.where(mask[:, None] > 0, gt[2] + fluct_s * jnp.exp(-K * w * t), xs)
         x = jnp.concatenate([x_clean.reshape(-1, xc.shape[-1]), x_shared], axis=0)

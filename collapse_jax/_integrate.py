@@ -8,7 +8,9 @@ for short horizons or small systems. Every diffrax object passes straight throug
 
 from __future__ import annotations
 
+import functools
 import math
+import typing
 
 import diffrax
 import jax
@@ -111,7 +113,20 @@ def simulate(
 
     Returns:
         The ``diffrax.Solution`` (``ts``, ``ys``, ``result``, ``stats``).
+
+    Raises:
+        ValueError: a state whose fields disagree on a size their annotations share (e.g.
+            ``y`` of another dimension than ``x``: it would broadcast silently), a negative or
+            non-finite ``rtol``/``atol`` (or ``rtol >= 1``), and a step-size tolerance below
+            the machine epsilon of the state's dtype (float32 with the default ``rtol``: the
+            controller could never meet it and the solve would run to ``max_steps``).
     """
+    _check_state(state0)
+    _check_tolerances(rtol, atol)
+    if stepsize_controller is None:
+        _check_precision(state0, rtol, atol)
+    elif isinstance(stepsize_controller, diffrax.PIDController):
+        _check_precision(state0, stepsize_controller.rtol, stepsize_controller.atol)
     if ts is None:
         ts = log_times(1e-2, 1e3 if t1 is None else t1, 100)
     ts = jnp.asarray(ts)
@@ -137,6 +152,99 @@ def simulate(
         progress_meter=diffrax.NoProgressMeter() if progress_meter is None else progress_meter,
         event=event,
     )
+
+
+def _concrete(value):
+    """``value`` as a Python float, or ``None`` when it is not a concrete number (traced)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except Exception:  # a tracer, an array of several values: left to diffrax
+        return None
+
+
+def _check_tolerances(rtol, atol) -> None:
+    r, a = _concrete(rtol), _concrete(atol)
+    for name, v, given in (("rtol", r, rtol), ("atol", a, atol)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"simulate: {name} must be a finite number >= 0, got {given!r}")
+    if r is not None and r >= 1:
+        raise ValueError(
+            f"simulate: rtol must be < 1 (it is a relative error), got {rtol!r}; e.g. 1e-8"
+        )
+    if r == 0 and a == 0:
+        raise ValueError("simulate: rtol and atol are both 0: give one of them a positive value")
+
+
+def _check_precision(state0, rtol, atol) -> None:
+    r, a = _concrete(rtol), _concrete(atol)
+    dtypes = [
+        jnp.result_type(leaf)
+        for leaf in jax.tree.leaves(state0)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    if r is None or a is None or not dtypes:
+        return
+    dtype = max(dtypes, key=lambda d: float(jnp.finfo(d).eps))  # the least precise
+    eps = float(jnp.finfo(dtype).eps)
+    if r < eps and (r > 0 or a < eps):
+        raise ValueError(
+            f"simulate: rtol={rtol!r} is below the machine epsilon {eps:.3g} of the {dtype} "
+            "state, so the solve could only run to max_steps: enable float64 "
+            "(jax.config.update('jax_enable_x64', True) before creating arrays) or raise rtol "
+            f"to {max(1e-6, 10 * eps):.0e} or more"
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _annotated_axes(state_type) -> tuple:
+    """``((field, axis names), ...)`` of a NamedTuple state whose fields carry jaxtyping
+    shapes (e.g. ``Float[Array, "classes dim"]``); fields with other annotations are left out."""
+    try:
+        hints = typing.get_type_hints(state_type)
+    except Exception:
+        return ()
+    axes = []
+    for name in state_type._fields:
+        hint = hints.get(name)
+        dims = [getattr(h, "dim_str", None) for h in (hint, *typing.get_args(hint))]
+        dims = next((d for d in dims if isinstance(d, str)), None)
+        tokens = tuple(dims.split()) if dims is not None else ()
+        if tokens and all(t.isidentifier() or t.isdigit() for t in tokens):
+            axes.append((name, tokens))
+    return tuple(axes)
+
+
+def _check_state(state0) -> None:
+    """Every axis name of a state's annotations (``dim``, ``classes``...) one size in every
+    field, every fixed size as written: what would otherwise broadcast silently."""
+    if not isinstance(state0, tuple) or not hasattr(type(state0), "_fields"):
+        return
+    seen = {}  # axis name -> (size, field, shape)
+    for name, tokens in _annotated_axes(type(state0)):
+        value = getattr(state0, name)
+        if value is None:
+            continue
+        shape = tuple(np.shape(value))
+        if len(shape) != len(tokens):
+            raise ValueError(
+                f"simulate: state field {name!r} must have {len(tokens)} axes "
+                f"({' '.join(tokens)}), got shape {shape}"
+            )
+        for token, size in zip(tokens, shape, strict=True):
+            if token.isdigit() and int(token) != size:
+                raise ValueError(
+                    f"simulate: state field {name!r} must have shape ({', '.join(tokens)}), "
+                    f"got {shape}"
+                )
+            if not token.isdigit() and seen.setdefault(token, (size, name, shape))[0] != size:
+                first = seen[token]
+                raise ValueError(
+                    f"simulate: state field {name!r} has shape {shape} ({' '.join(tokens)}), "
+                    f"but {token!r} is {first[0]} in field {first[1]!r} of shape {first[2]}: "
+                    "give every field the same sizes"
+                )
 
 
 def train(

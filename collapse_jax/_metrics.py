@@ -29,10 +29,15 @@ def class_distances(y: Float[Array, "classes dim"]) -> Float[Array, "classes cla
 
 
 def min_l2(y: Float[Array, "classes dim"]) -> Float[Array, ""]:
-    """`MinL2 = min_{c != c'} |y_c - y_c'|`, the collapse measure (docs/theory.md §1)."""
+    """`MinL2 = min_{c != c'} |y_c - y_c'|`, the collapse measure (docs/theory.md §1).
+
+    NaN when any label is not finite (a diverged state has no MinL2, even where two other
+    labels are finite).
+    """
     K = y.shape[0]
     D = class_distances(y)
-    return jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D))
+    value = jnp.min(jnp.where(jnp.eye(K, dtype=bool), jnp.inf, D))
+    return jnp.where(jnp.all(jnp.isfinite(y)), value, jnp.nan)
 
 
 def roundoff_floor(y: Float[Array, "classes dim"]) -> Float[Array, ""]:
@@ -55,7 +60,8 @@ def nearest_label_accuracy(
     `|y_k - ybar|^2 - 2 (p_i - ybar).(y_k - ybar)` (centred, so no `N x K x d` tensor and no
     cancellation against `|p_i|^2`). Both values are
     NaN when MinL2 is at the round-off floor
-    ([`roundoff_floor`][collapse_jax.roundoff_floor]).
+    ([`roundoff_floor`][collapse_jax.roundoff_floor]) and when any prediction or label is not
+    finite (a diverged state is never scored).
     """
     ybar = jnp.mean(y, axis=0)
     yc = y - ybar
@@ -68,9 +74,10 @@ def nearest_label_accuracy(
         axis=1
     )
     correct = jnp.sum(own < others)
-    below = min_l2(y) <= roundoff_floor(y)
-    acc_clean = jnp.where(below, jnp.nan, correct / n_clean)
-    acc_all = jnp.where(below, jnp.nan, correct / (n_clean + n_shared))
+    finite = jnp.all(jnp.isfinite(predictions)) & jnp.all(jnp.isfinite(y))
+    unscored = (min_l2(y) <= roundoff_floor(y)) | ~finite
+    acc_clean = jnp.where(unscored, jnp.nan, correct / n_clean)
+    acc_all = jnp.where(unscored, jnp.nan, correct / (n_clean + n_shared))
     return acc_clean, acc_all
 
 

@@ -284,6 +284,14 @@ def projection_run_report(
         "seconds": seconds,
         "slow_rate_fit": fit_slow_rate(ts, metrics["min_l2"]),
         "final_min_l2": float(metrics["min_l2"][-1]),
-        "final_w_eigenvalues_abs": np.sort(np.abs(np.linalg.eigvals(np.asarray(run.states.W[-1])))),
+        "final_w_eigenvalues_abs": _w_eigenvalues_abs(run.states.W[-1]),
         "final_y": run.states.y[-1],
     }
+
+
+def _w_eigenvalues_abs(W) -> np.ndarray:
+    """`|eig W|` sorted, host float64; NaN entries where `W` is not finite (a failed solve)."""
+    W = np.asarray(W, dtype=np.float64)
+    if not np.all(np.isfinite(W)):
+        return np.full(W.shape[0], np.nan)
+    return np.sort(np.abs(np.linalg.eigvals(W)))

@@ -15,9 +15,11 @@ NaN-free neighbours finish: ``simulate`` runs with ``throw=False``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import time
 from typing import NamedTuple
 
@@ -91,9 +93,36 @@ def initialize_distributed(**kwargs) -> None:
 
     On managed clusters (SLURM, TPU pods) no arguments are needed; otherwise pass
     ``coordinator_address``, ``num_processes`` and ``process_id``. Every process then runs the
-    same sweep call; each computes its own shards and receives the gathered result.
+    same sweep call; each computes its own shards and receives the gathered result. Write
+    files from one process only (``jax.process_index() == 0``), as ``collapse-jax`` does.
+
+    Processes on CPUs exchange their shards through Gloo (selected here where this JAX does
+    not select a CPU collectives implementation itself). A process that dies makes the others
+    stop with JAX's "another task died" error once ``heartbeat_timeout_seconds`` (JAX's
+    default: 100) have passed, instead of waiting for it forever; ``initialization_timeout``
+    (default 300) bounds the wait for every process to join.
     """
+    if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "none"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what is written to file descriptor 1 to 2 (Gloo announces its connections on
+    stdout, which holds a command's JSON): only while several processes run collectives."""
+    if jax.process_count() == 1:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def sweep_mesh(devices=None) -> Mesh:
@@ -121,16 +150,18 @@ def _run_sharded(member, batch, mesh: Mesh):
 
     sharding = NamedSharding(mesh, PartitionSpec("sweep"))
     inputs = jax.tree.map(lambda a: _global_array(pad(a), sharding), batch)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(member)).lower(*inputs).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*inputs))
-    run_seconds = time.perf_counter() - start
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    with _stdout_to_stderr():
+        start = time.perf_counter()
+        compiled = jax.jit(jax.vmap(member)).lower(*inputs).compile()
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        out = jax.block_until_ready(compiled(*inputs))
+        run_seconds = time.perf_counter() - start
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
 
-        out = multihost_utils.process_allgather(out, tiled=True)
+            # every process receives every member (the padding dropped below)
+            out = multihost_utils.process_allgather(out, tiled=True)
     out = jax.tree.map(lambda a: np.asarray(a)[:B], out)
     return out, {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
@@ -264,12 +295,31 @@ def save_sweep(result: SweepResult, path) -> str:
     """Write a self-describing ``.npz``: the named arrays plus ``metadata`` (a JSON string).
 
     npz + JSON: no dependency beyond numpy, readable anywhere, float64 stored bit-exactly.
+    The file is written atomically (under a temporary name in the same folder, then renamed:
+    an interrupted write never leaves a half-written file); the folder is created if needed.
+    Returns the path written (``.npz`` appended if missing).
     """
+    import os
+    import tempfile
+
     path = str(path)
     if not path.endswith(".npz"):
         path += ".npz"
     arrays = {k: np.asarray(getattr(result, k)) for k in _ARRAYS}
-    np.savez(path, metadata=np.array(json.dumps(result.metadata)), **arrays)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, metadata=np.array(json.dumps(result.metadata)), **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; as readable as any file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return path
 
 

@@ -95,7 +95,13 @@ def test_console_script_simulate_shows_lambda_plus():
         (["simulate", "--t1", "-1"], "--t1 must be a positive number, got -1"),
         (["simulate", "--model", "ising"], "invalid choice: 'ising'"),
         (["spectrum", "--stop-gradient"], "--stop-gradient needs --model projection"),
-        (["simulate", "--t-min", "5", "--t1", "1"], "--t-min must be <= --t1=1.0, got 5.0"),
+        (["simulate", "--t-min", "5", "--t1", "1"], "--t-min must be < --t1=1.0, got 5.0"),
+        # equal times: a "rate" fitted over identical times was reported
+        (["simulate", "--t-min", "5", "--t1", "5"], "--t-min must be < --t1=5.0, got 5.0"),
+        # rtol >= 1 was accepted (the result 260x off), then refused by the library as an
+        # internal error
+        (["simulate", "--rtol", "2"], "--rtol must lie in (0, 1)"),
+        (["simulate", "--t1", "1e-300"], "--t-min must be < --t1=1e-300, got 0.01"),
         (["explode"], "invalid choice: 'explode'"),
     ],
 )

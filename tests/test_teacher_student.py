@@ -521,7 +521,7 @@ def test_cli_projection_without_stop_gradient_collapses(capsys, tmp_path, monkey
 def test_cli_teacher_student_errors(capsys, argv, msg):
     code = main(["teacher-student", "--json", *argv])
     out, err = capsys.readouterr()
-    assert code == 2 and out == ""
+    assert code == 2 and json.loads(out) == {"error": err.strip().split("error: ", 1)[1]}
     assert msg in err and len(err.strip().splitlines()) == 1
 
 

@@ -102,8 +102,13 @@ def embedding_member(
     ``method="exact"`` uses the sector solution (MinL2 round-off free); ``"integrate"`` uses
     [`simulate`][collapse_jax.simulate] with ``solve_kw`` (and ``throw=False``). With
     ``full_metrics=False`` the exact path computes MinL2 alone (`O(K^2 d)` per time point:
-    no state is formed) and accuracy and loss are NaN.
+    no state is formed) and accuracy and loss are NaN. A member whose state or MinL2 is not
+    finite at some save time reports ``result`` 9 (diffrax's ``nonfinite``), so a sweep counts
+    it among its failed members.
     """
+    import diffrax
+
+    nonfinite = jnp.asarray(diffrax.RESULTS.nonfinite._value, jnp.int32)
     z0 = init_embedding_state(key, data.n_samples, data.n_classes, dim)
     if method == "exact" and not full_metrics:
         ml = exact_min_l2(z0, data, ts)
@@ -113,7 +118,7 @@ def embedding_member(
             "accuracy": nan,
             "accuracy_all": nan,
             "loss": nan,
-            "result": jnp.zeros((), jnp.int32),
+            "result": jnp.where(jnp.all(jnp.isfinite(ml)), 0, nonfinite).astype(jnp.int32),
             "steps": jnp.zeros((), jnp.int32),
         }
     if method == "exact":
@@ -129,6 +134,9 @@ def embedding_member(
     else:
         raise ValueError(f"method must be 'exact' or 'integrate', got {method!r}")
     m = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+    finite = jnp.all(jnp.isfinite(ys.x)) & jnp.all(jnp.isfinite(ys.y)) & jnp.all(jnp.isfinite(ml))
+    # a member whose state is not finite failed, whatever its solver said
+    result = jnp.where(finite | (result != 0), result, nonfinite)
     return {
         "min_l2": ml,
         "accuracy": m["accuracy"],

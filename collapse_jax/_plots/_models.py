@@ -350,8 +350,10 @@ def spectrum_figure(singular_values, n_samples: int, *, alpha=None, fit_range=No
                     title: str = ""):  # fmt: skip
     """Covariance spectrum of a set of embeddings (``collapse-jax diagnose --plot``).
 
-    Draws `lambda_k = sigma_k^2 / N` against the rank `k` (log-log, positive eigenvalues only,
-    label "covariance eigenvalues") and, where ``alpha`` (alpha-ReQ) is finite and at least two
+    Draws `lambda_k = sigma_k^2 / N` against the rank `k` (log-log, label "covariance
+    eigenvalues"; only the positive ones: the singular values at the round-off cut of
+    [`singular_values`][collapse_jax.singular_values] are 0 and not drawn, so no round-off
+    eigenvalue stretches the axis) and, where ``alpha`` (alpha-ReQ) is finite and at least two
     positive eigenvalues lie in ``fit_range = (lo, hi)`` (default all), the fitted power law
     `lambda_k ~ k^(-alpha)` over those ranks through their geometric centre (label starting
     "alpha-ReQ"). Returns the ``matplotlib.figure.Figure`` (write it with

@@ -1,17 +1,21 @@
 """The ``collapse-jax`` command line (contract: ``docs/cli.md``).
 
-With ``--json`` stdout holds exactly one JSON object; progress and logs go to stderr. Bad input
-prints one line to stderr and exits with status 2.
+With ``--json`` stdout holds exactly one JSON object (``{"error": ...}`` when the command
+fails); progress and logs go to stderr. Bad input prints one line to stderr and exits with
+status 2; how every other failure is reported: ``_errors.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import warnings
 
 from . import (
     _diagnose,
     _dmft,
+    _errors,
     _fixed_point,
     _mechanisms,
     _reproduce,
@@ -20,7 +24,7 @@ from . import (
     _sweep,
     _teacher_student,
 )
-from ._common import UsageError, _jsonable, _Parser
+from ._common import RunFailed, UsageError, _jsonable, _Parser
 
 __all__ = ["main"]
 
@@ -39,6 +43,7 @@ _MODULES = (
 COMMANDS = {m.COMMAND: m for m in _MODULES}
 
 
+@functools.cache  # built once: argparse parsers are reusable, and building one takes 10 ms
 def _parser() -> _Parser:
     from .. import __version__
 
@@ -59,26 +64,45 @@ def main(argv=None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when a run's own verifications failed (``reproduce``),
-        2 on bad input (one line on stderr), 130 when interrupted.
+        a run did not succeed, or on an internal error (one line; the traceback goes to a
+        file), 2 on bad input (one line on stderr), 130 when interrupted, 141 when stdout was
+        closed by its reader.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    json_mode = _errors.json_requested(argv)
     try:
         args = _parser().parse_args(argv)
+        json_mode = bool(args.json)
         import jax
 
         jax.config.update("jax_enable_x64", True)
         progress = not args.quiet and not (args.json and not sys.stdout.isatty())
         command = COMMANDS[args.command]
-        out = command.run(args, progress)
-    except (UsageError, ValueError, TypeError) as err:
-        print(f"collapse-jax: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("collapse-jax: interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        json.dump(_jsonable(out), sys.stdout, allow_nan=False)
-        sys.stdout.write("\n")
-    else:
-        command.print_human(out)
+        with warnings.catch_warnings():
+            # numpy's "Mean of empty slice", "All-NaN slice", RankWarning...: the results
+            # say what is undefined (null), the user can do nothing about the warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            status, out = _errors.run_interruptible(
+                lambda: command.run(args, progress), args, json_mode
+            )
+        if status is not None:
+            return status
+        if args.json:
+            # one write: an interrupt cannot leave half an object on stdout
+            sys.stdout.write(json.dumps(_jsonable(out), allow_nan=False) + "\n")
+        else:
+            command.print_human(out)
+        sys.stdout.flush()
+    except UsageError as err:
+        return _errors.bad_input(err, json_mode)
+    except RunFailed as err:
+        return _errors.run_failed(err, json_mode)
+    except KeyboardInterrupt:  # outside the run (start-up, printing)
+        _errors.report("interrupted; nothing was written", json_mode)
+        return _errors.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _errors.broken_pipe()
+    except Exception as err:
+        return _errors.internal_error(err, json_mode)
     # a run whose own verifications failed (reproduce) is not a success
     return 1 if isinstance(out, dict) and out.get("all_passed") is False else 0

@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 
-from ._common import UsageError, _add_output_flags
+from ._common import UsageError, _add_output_flags, _check_run
 
 COMMAND = "diagnose"
 
@@ -33,16 +33,25 @@ def add_parser(sub):
     sd.add_argument("file", help="embeddings, .npy (N x D) or .npz (with --key)")
     sd.add_argument("--key", default=None, help="array name inside an .npz (optional if only one)")
     sd.add_argument(
-        "--labels", default=None, help=".npy of N integer labels (-1: unlabelled sample)"
+        "--labels",
+        default=None,
+        help=".npy (or .npz) of N integer labels (-1: unlabelled sample)",
     )
-    sd.add_argument("--plot", default=None, help="write a log-scale spectrum plot to this path")
+    sd.add_argument(
+        "--labels-key",
+        default=None,
+        help="array name inside a --labels .npz (optional if only one)",
+    )
+    sd.add_argument(
+        "--plot", default=None, help="write a log-scale spectrum plot to this image file"
+    )
     sd.add_argument(
         "--fit-range",
         type=_rank_range,
         default=None,
         metavar="KMIN:KMAX",
-        help="ranks (1-based, inclusive) of the alpha-ReQ power-law fit (default: all "
-        "eigenvalues above the round-off tolerance)",
+        help="ranks (1-based, inclusive) of the alpha-ReQ power-law fit (default: 11:100 as in "
+        "reptrix, clipped to the numerical rank; the whole spectrum below rank 20)",
     )
     sd.add_argument(
         "--rankme-eigenvalues",
@@ -53,13 +62,71 @@ def add_parser(sub):
     _add_output_flags(sd, progress="progress output")
 
 
-def _load_npy_or_npz(path, key, what):
-    if not os.path.isfile(path):
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _size_text(n):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _check_npy_header(fh, available, where):
+    """Read an .npy header from ``fh`` and refuse object arrays and data the file lacks."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
+        raise UsageError(
+            f"{where}: not a valid .npy/.npz array (unreadable .npy header: {err})".splitlines()[0]
+        ) from None
+    if dtype.hasobject:
+        raise UsageError(
+            f"{where} holds Python objects (dtype {dtype}), which are never loaded: save a "
+            "numeric array"
+        )
+    need = math.prod(shape) * dtype.itemsize
+    have = available - fh.tell()
+    if need > have:
+        raise UsageError(
+            f"{where}: not a valid .npy/.npz array: its header claims shape {shape} of {dtype} "
+            f"({_size_text(need)}) but only {_size_text(max(have, 0))} of data follow (a "
+            "truncated or damaged file)"
+        )
+
+
+def _load_npy_or_npz(path, key, what, key_flag="--key"):
+    if os.path.isdir(path):
+        raise UsageError(f"{what} file {path} is a directory: give a .npy or .npz file")
+    if not os.path.exists(path):
         raise UsageError(f"{what} file not found: {path}")
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} file {path} is not a regular file: give a .npy or .npz file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+            if magic == _NPY_MAGIC:
+                fh.seek(0)
+                _check_npy_header(fh, os.fstat(fh.fileno()).st_size, f"{what} file {path}")
+    except OSError as err:
+        raise UsageError(f"cannot read {what} file {path}: {err.strerror}") from None
+    if magic != _NPY_MAGIC and not magic.startswith(_ZIP_MAGICS):
+        raise UsageError(
+            f"cannot read {what} file {path}: not a valid .npy/.npz array (it does not start "
+            "with the .npy or .npz signature): save it with numpy.save or numpy.savez"
+        )
     try:
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        msg = f"cannot read {what} file {path}: not a valid .npy/.npz array ({err})"
+        detail = "" if "pickle" in str(err) else f" ({err})"
+        msg = f"cannot read {what} file {path}: not a valid .npy/.npz array{detail}"
         raise UsageError(msg.splitlines()[0]) from None
     if isinstance(obj, np.lib.npyio.NpzFile):
         with obj:
@@ -67,19 +134,38 @@ def _load_npy_or_npz(path, key, what):
             if key is None:
                 if len(names) != 1:
                     raise UsageError(
-                        f"{path} holds {len(names)} arrays {names}: choose one with --key"
+                        f"{what} file {path} holds {len(names)} arrays {names}: choose one "
+                        f"with {key_flag}"
                     )
                 key = names[0]
             if key not in names:
-                raise UsageError(f"--key {key!r} not in {path} (arrays: {names})")
+                raise UsageError(f"{key_flag} {key!r} not in {path} (arrays: {names})")
+            where = f"array {key!r} of {what} file {path}"
             try:
+                info = obj.zip.getinfo(key if key in obj.zip.namelist() else f"{key}.npy")
+                with obj.zip.open(info) as member:
+                    _check_npy_header(member, info.file_size, where)
                 return obj[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-                msg = f"cannot read array {key!r} of {path}: {err}"
-                raise UsageError(msg.splitlines()[0]) from None
+            except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                detail = "" if "pickle" in str(err) else f": {err}"
+                raise UsageError(f"cannot read {where}{detail}".splitlines()[0]) from None
     if key is not None:
-        raise UsageError(f"--key applies to .npz files only, {path} holds a single array")
+        raise UsageError(f"{key_flag} applies to .npz files only, {path} holds a single array")
     return obj
+
+
+def _native(a, what, path):
+    """``a`` in native byte order; extended precision (float128) as float64, refused when a
+    value lies beyond float64's range."""
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        top = np.max(np.abs(a), initial=0.0)
+        if top > np.finfo(np.float64).max:
+            raise UsageError(
+                f"{what} in {path} exceed the float64 range (largest magnitude {float(top):.4g} "
+                f"as {a.dtype}): rescale them before saving"
+            )
+        return a.astype(np.float64)
+    return a.astype(a.dtype.newbyteorder("="), copy=False)
 
 
 def _load_embeddings(path, key):
@@ -95,17 +181,17 @@ def _load_embeddings(path, key):
     bad = ~np.isfinite(z)
     if bad.any():
         raise UsageError(f"embeddings contain {int(bad.sum())} NaN or inf values")
-    return z
+    return _native(z, "embeddings", path)
 
 
-def _load_labels(path, n_samples):
-    lab = _load_npy_or_npz(path, None, "labels")
+def _load_labels(path, n_samples, key=None):
+    lab = _native(_load_npy_or_npz(path, key, "labels", "--labels-key"), "labels", path)
     if lab.ndim != 1:
         raise UsageError(f"labels must be a 1-D array, got shape {lab.shape}")
     if lab.shape[0] != n_samples:
         raise UsageError(f"labels have {lab.shape[0]} entries, embeddings have {n_samples} rows")
     if np.issubdtype(lab.dtype, np.floating) and np.all(np.isfinite(lab)):
-        if np.all(lab == np.round(lab)):
+        if np.all(lab == np.round(lab)) and np.all(np.abs(lab) < 2**53):
             lab = lab.astype(np.int64)
     if not np.issubdtype(lab.dtype, np.integer) or np.issubdtype(lab.dtype, np.bool_):
         raise UsageError(f"labels must be integers, got dtype {lab.dtype}")
@@ -114,9 +200,30 @@ def _load_labels(path, n_samples):
     classes = np.unique(lab[lab >= 0])
     if classes.size < 2:
         raise UsageError(f"labels must name at least 2 classes, got {classes.size}")
-    if classes.max() >= 100_000:
-        raise UsageError(f"labels must be < 100000, got {classes.max()}")
-    return lab.astype(np.int32)
+    if classes.size >= 100_000:
+        raise UsageError(f"labels must name fewer than 100000 classes, got {classes.size}")
+    return lab.astype(np.int64)  # the classes present are renumbered by diagnose
+
+
+def _check_plot_path(path):
+    """Refuse a ``--plot`` path that cannot take an image, before any computation."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        example = os.path.join(path, "spectrum.png")
+        raise UsageError(f"--plot {path} is a directory: give an image file, e.g. {example}")
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in kinds:
+        raise UsageError(
+            f"--plot {path} must end in an image suffix ({', '.join(sorted(kinds))}), e.g. "
+            f"{os.path.splitext(path)[0]}.png"
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--plot {path}: cannot write in {parent}")
 
 
 def _spectrum_plot(path, out):
@@ -127,11 +234,11 @@ def _spectrum_plot(path, out):
         out["singular_values"],
         out["n_samples"],
         alpha=out["alpha_req"],
-        fit_range=out.get("alpha_req_fit_range"),
+        fit_range=out["alpha_req_fit_range"],
         title=title + (" (collapsed)" if out["collapsed"] else ""),
     )
     try:
-        save_figure(fig, path)
+        return save_figure(fig, path)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot write plot {path}: {err}".splitlines()[0]) from None
 
@@ -139,17 +246,33 @@ def _spectrum_plot(path, out):
 def run(args, progress):
     from .._diagnostics import COLLAPSE_RULE, diagnose
 
+    _check_run(args)  # --plot
+    if args.labels_key is not None and args.labels is None:
+        raise UsageError("--labels-key needs --labels")
+    if args.plot is not None:
+        _check_plot_path(args.plot)
     z = _load_embeddings(args.file, args.key)
-    labels = None if args.labels is None else _load_labels(args.labels, z.shape[0])
+    labels = None
+    if args.labels is not None:
+        labels = _load_labels(args.labels, z.shape[0], args.labels_key)
     raw = diagnose(z, labels, fit_range=args.fit_range, rankme_eigenvalues=args.rankme_eigenvalues)
     out = {k: np.asarray(v) for k, v in raw.items()}
     for key in ("n_samples", "dim", "n_components_95", "numerical_rank"):
         out[key] = int(out[key])
+    lo, hi = (int(v) for v in out["alpha_req_fit_range"])
+    if args.fit_range is not None and hi < lo + 1:
+        rank = out["numerical_rank"]
+        raise UsageError(
+            f"--fit-range {args.fit_range[0]}:{args.fit_range[1]} has fewer than 2 ranks within "
+            f"the numerical rank {rank} of the spectrum: choose KMIN < KMAX <= {rank}"
+            if rank >= 2
+            else f"--fit-range needs a spectrum of numerical rank >= 2, this one has {rank}"
+        )
+    out["alpha_req_fit_range"] = [lo, hi]
     out["collapsed"] = bool(out["collapsed"])
+    out["alpha_req_poor_fit"] = bool(out["alpha_req_poor_fit"])
     out["collapse_rule"] = COLLAPSE_RULE
     out["file"] = args.file
-    if args.fit_range is not None:
-        out["alpha_req_fit_range"] = list(args.fit_range)
     for key in ("std_l2_normalized", "rankme", "participation_ratio", "alpha_req"):
         out[key] = float(out[key])
     if labels is not None:
@@ -157,8 +280,7 @@ def run(args, progress):
             out[key] = float(out[key])
         out["n_classes_present"] = int(out["n_classes_present"])
     if args.plot is not None:
-        _spectrum_plot(args.plot, out)
-        out["plot"] = args.plot
+        out["plot"] = _spectrum_plot(args.plot, out)
     return out
 
 
@@ -175,7 +297,16 @@ def print_human(out):
         f"{out['participation_ratio']:.4g}, {out['n_components_95']} components for 95% "
         f"variance, numerical rank {out['numerical_rank']}"
     )
-    print(f"  alpha-ReQ {out['alpha_req']:.4g} (R^2 {float(out['alpha_req_r2']):.4g})")
+    lo, hi = out["alpha_req_fit_range"]
+    poor = ""
+    if not math.isfinite(out["alpha_req"]):
+        poor = " NO FIT (fewer than 2 eigenvalues in range)"
+    elif out["alpha_req_poor_fit"]:
+        poor = " POOR FIT (R^2 < 0.9: not a power law over these ranks)"
+    print(
+        f"  alpha-ReQ {out['alpha_req']:.4g} (R^2 {float(out['alpha_req_r2']):.4g}, "
+        f"ranks {lo}-{hi}){poor}"
+    )
     if "rankme_eigenvalues" in out:
         print(f"  RankMe of the eigenvalues (variant) {float(out['rankme_eigenvalues']):.4g}")
     if "nc1" in out:

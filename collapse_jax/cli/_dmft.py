@@ -9,6 +9,7 @@ from ._common import (
     _add_positive_flag,
     _add_t1_flag,
     _check_model,
+    _check_run,
     _note,
     _setup,
 )
@@ -36,6 +37,7 @@ def run(args, progress):
     _check_model(args)
     if args.model != "projection":
         raise UsageError("dmft solves the projection model: use --model projection")
+    _check_run(args)
     data, state = _setup(args)  # the projection start of docs/theory.md §1
     z0 = reduce_state(state.x, state.y, state.W, args.classes, args.per_class, data.shared_mask)
     p = reduced_params(data)

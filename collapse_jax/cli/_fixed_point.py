@@ -10,6 +10,7 @@ from ._common import (
     _add_steady_flags,
     _check_horizon,
     _check_model,
+    _check_run,
     _model_info,
     _print_fixed_point,
     _progress_meter,
@@ -57,6 +58,10 @@ def check(args):
             f"got --model {args.model}"
         )
     _check_horizon(args)
+    if args.command == COMMAND and args.seed + args.seeds > 2**63:
+        raise UsageError(
+            f"--seed {args.seed} + --seeds {args.seeds} runs past the last seed 2**63 - 1"
+        )
 
 
 def _steady_kwargs(args, progress):
@@ -81,6 +86,7 @@ def fixed_point(args, progress):
 
 def run(args, progress):
     check(args)
+    _check_run(args)
     if args.seeds == 1:
         out = fixed_point(args, progress)[1]
         out.pop("steady")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
 from ._common import (
+    _add_distributed_flags,
     _add_out_flag,
     _add_output_flags,
     _add_quick_flag,
-    _jsonable,
+    _check_run,
+    _join_cluster,
     _name_list,
     _note,
-    _out_dir,
+    _write_json,
 )
 
 COMMAND = "mechanisms"
@@ -48,6 +49,7 @@ def add_parser(sub):
         "about 1 min): status, residual, max Re J, zero modes vs prediction",
     )
     _add_output_flags(mp, progress="progress messages")
+    _add_distributed_flags(mp)
 
 
 def _fixed_points(args, progress):
@@ -86,9 +88,10 @@ def run(args, progress):
     from .._comparison import FULL, QUICK, compare_mechanisms, training_comparison
     from .._plots import mechanism_phase_figure, mechanism_summary_figure, save_figure
 
+    writer = _join_cluster(args)  # with a cluster, only process 0 writes the files
     if args.fixed_points:
         return _fixed_points(args, progress)
-    _out_dir(args.out)
+    _check_run(args, writes=("mechanisms.json", "summary.png"))
     grid = dict(QUICK if args.quick else FULL)
 
     def note(name):
@@ -96,13 +99,14 @@ def run(args, progress):
 
     comp = compare_mechanisms(args.only, progress=note, **grid)
     figures = {}
-    for name, res in comp["results"].items():
+    for name, res in comp["results"].items() if writer else ():
         figures[name] = save_figure(
             mechanism_phase_figure(res), os.path.join(args.out, f"{name}.png")
         )
-    figures["summary"] = save_figure(
-        mechanism_summary_figure(comp["results"]), os.path.join(args.out, "summary.png")
-    )
+    if writer:
+        figures["summary"] = save_figure(
+            mechanism_summary_figure(comp["results"]), os.path.join(args.out, "summary.png")
+        )
     training = None
     if not args.no_training:
         training = training_comparison(
@@ -121,10 +125,7 @@ def run(args, progress):
         "figures": figures,
         "seconds": comp["seconds"] + (training["seconds"] if training else 0.0),
     }
-    path = os.path.join(args.out, "mechanisms.json")
-    with open(path, "w") as f:
-        json.dump(_jsonable(out), f, allow_nan=False, indent=1)
-    out["file"] = path
+    out["file"] = _write_json(out, os.path.join(args.out, "mechanisms.json")) if writer else None
     return out
 
 
@@ -158,4 +159,5 @@ def print_human(out):
         print("discrete training (optax), separated range per optimiser:")
         for r in out["training"]["rows"]:
             print(f"  {r['mechanism']:<15} {r['optimizer']:<13} {_fmt_range(r['separated_up_to'])}")
-    print(f"figures and mechanisms.json in {os.path.dirname(out['file'])} ({out['seconds']:.1f} s)")
+    where = "process 0's --out" if out["file"] is None else os.path.dirname(out["file"])
+    print(f"figures and mechanisms.json in {where} ({out['seconds']:.1f} s)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import _add_out_flag, _add_output_flags, _add_quick_flag, _name_list, _out_dir
+from ._common import _add_out_flag, _add_output_flags, _add_quick_flag, _check_run, _name_list
 
 COMMAND = "reproduce"
 
@@ -37,7 +37,7 @@ def add_parser(sub):
 def run(args, progress):
     from .. import reproduce as rp
 
-    _out_dir(args.out, strict=True)
+    _check_run(args, writes=("report.md", "numbers.json"))
     command = "collapse-jax reproduce" + (" --quick" if args.quick else "")
     if args.sections is not None:
         command += " --sections " + ",".join(args.sections)

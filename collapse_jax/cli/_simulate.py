@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._common import (
+    RunFailed,
     UsageError,
     _add_int_flag,
     _add_model_flags,
@@ -10,10 +11,12 @@ from ._common import (
     _add_positive_flag,
     _add_time_flags,
     _check_model,
+    _check_run,
     _check_t_min,
     _model_info,
     _print_min_l2,
     _progress_meter,
+    _relative_tolerance,
     _setup,
 )
 
@@ -33,7 +36,12 @@ def add_parser(sub):
         "IMEX KenCarp with exact (y, W) stage solves (projection reduced path; its default)",
     )
     _add_path_flag(sm)
-    _add_positive_flag(sm, "--rtol", None, "relative tolerance (default 1e-12)")
+    sm.add_argument(
+        "--rtol",
+        type=_relative_tolerance("--rtol"),
+        default=None,
+        help="relative tolerance, in (0, 1) (default 1e-12)",
+    )
     _add_positive_flag(sm, "--atol", None, "absolute tolerance (default 1e-14)")
     _add_int_flag(sm, "--max-steps", 1, 200_000, "solver step budget (default %(default)s)")
     sm.add_argument(
@@ -80,6 +88,7 @@ def run(args, progress):
     from .._integrate import log_times
 
     check(args)
+    _check_run(args)
     data, state = _setup(args)
     kw = dict(
         ts=log_times(args.t_min, args.t1, args.points),
@@ -93,7 +102,23 @@ def run(args, progress):
     from .._models.embedding import embedding_run_report
 
     report = embedding_run_report(data, state, progress_meter=_progress_meter(progress), **kw)
+    _check_solved(report, args)
     return _with_model_info(report, args, after="seconds")
+
+
+def _check_solved(report, args, which=""):
+    """A solve that did not succeed is a failed run (exit 1), not a table of nulls."""
+    if report["result"] == "successful":
+        return
+    hint = (
+        f"raise --max-steps (now {args.max_steps}), or lower --t1"
+        if report["result"] == "max_steps_reached"
+        else "try another --solver, or looser --rtol/--atol"
+    )
+    raise RunFailed(
+        f"the {which}solve did not succeed: diffrax result {report['result']} after "
+        f"{report['steps']} steps (--solver {args.solver}); {hint}"
+    )
 
 
 def _simulate_projection(args, progress, data, state, kw):
@@ -110,12 +135,14 @@ def _simulate_projection(args, progress, data, state, kw):
         )
 
     report = integrate(args.stop_gradient)
+    _check_solved(report, args)
     y_final = report.pop("final_y")
     out = _with_model_info(report, args, after="final_w_eigenvalues_abs")
     if args.figure is not None:
         from .. import _plots as plots
 
         other = integrate(not args.stop_gradient)
+        _check_solved(other, args, "--figure comparison's ")
         title = (
             f"projection model, K={args.classes}, n={args.per_class}, M={args.shared}, "
             f"d={args.dim}, seed {args.seed}"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _fixed_point
-from ._common import _add_model_flags, _add_path_flag, _add_steady_flags, _model_info, _setup
+from ._common import (
+    _add_model_flags,
+    _add_path_flag,
+    _add_steady_flags,
+    _check_run,
+    _model_info,
+    _setup,
+)
 from ._common import _print_fixed_point as _print_steady
 
 COMMAND = "spectrum"
@@ -25,6 +32,7 @@ def run(args, progress):
     from .._models.projection import steady_state_spectrum_report
 
     _fixed_point.check(args)
+    _check_run(args)
     if args.model == "projection":
         # at the steady state reached from --seed, checked against finite differences
         data, analysis = _fixed_point.fixed_point(args, progress)

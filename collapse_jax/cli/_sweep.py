@@ -6,16 +6,19 @@ import os
 import time
 
 from ._common import (
+    UsageError,
+    _add_distributed_flags,
     _add_int_flag,
     _add_model_flags,
     _add_out_flag,
     _add_path_flag,
     _add_time_flags,
     _check_model,
+    _check_run,
     _check_t_min,
     _frustration_range,
+    _join_cluster,
     _note,
-    _out_dir,
     _progress_meter,
 )
 
@@ -37,7 +40,7 @@ def add_parser(sub):
         "--method",
         choices=["exact", "integrate"],
         default="exact",
-        help="embedding model: exact sector solution (default) or diffrax integration",
+        help="embedding model only: exact sector solution (default) or diffrax integration",
     )
     _add_path_flag(sw)
     sw.add_argument(
@@ -47,6 +50,7 @@ def add_parser(sub):
         help="how a ratio becomes shared rows (default %(default)s)",
     )
     _add_time_flags(sw, 1e3)
+    _add_distributed_flags(sw)
 
 
 def _variant_name(stop_gradient: bool) -> str:
@@ -61,8 +65,14 @@ def run(args, progress):
     from .._sweep import save_sweep, sweep_summary
 
     _check_model(args)
+    if args.method == "integrate" and args.model != "embedding":
+        raise UsageError(
+            "--method integrate is for the embedding model: a projection sweep always "
+            "integrates; choose its path with --path {reduced,full}"
+        )
     _check_t_min(args)
-    _out_dir(args.out)
+    writer = _join_cluster(args)  # with a cluster, only process 0 writes the files
+    _check_run(args, writes=("sweep*.npz", "sweep.png"))
     ts = log_times(args.t_min, args.t1, args.points)
     grid = dict(n_classes=args.classes, per_class=args.per_class, dim=args.dim, ts=ts)
     _note(progress, f"sweeping {len(args.frustration)} ratios x {args.seeds} seeds ...")
@@ -90,9 +100,11 @@ def run(args, progress):
     seconds = time.perf_counter() - start
     rates = fitted_rates(result)
     name = "sweep" if embedding else _variant_name(args.stop_gradient)
-    file = save_sweep(result, os.path.join(args.out, f"{name}.npz"))
+    file = save_sweep(result, os.path.join(args.out, f"{name}.npz")) if writer else None
     figure_path = os.path.join(args.out, "sweep.png")
-    if embedding:
+    if not writer:
+        figure = None
+    elif embedding:
         figure = save_figure(sweep_figure(result, rates), figure_path)
     else:
         fig = phase_diagram_figure(
@@ -123,9 +135,8 @@ def run(args, progress):
     }
     if not embedding:
         out["stop_gradient"] = args.stop_gradient
-        other_file = save_sweep(
-            other, os.path.join(args.out, f"{_variant_name(not args.stop_gradient)}.npz")
-        )
+        other_name = f"{_variant_name(not args.stop_gradient)}.npz"
+        other_file = save_sweep(other, os.path.join(args.out, other_name)) if writer else None
         out["comparison"] = {
             "stop_gradient": not args.stop_gradient,
             "file": other_file,
@@ -163,4 +174,7 @@ def print_human(out):
             strict=True,
         ):
             print("  {:.3f} {:6.1f} {:12.4e} {:10.5f} {:9.5f}".format(*row))
+    if out["file"] is None:
+        print("results: written by process 0 of the cluster")
+        return
     print(f"results: {out['file']}\nfigure:  {out['figure']}")

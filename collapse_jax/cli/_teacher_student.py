@@ -8,11 +8,13 @@ import time
 from ._common import (
     UsageError,
     _add_int_flag,
+    _add_max_memory_flag,
     _add_output_flags,
     _add_positive_flag,
     _add_seed_flag,
     _add_stop_gradient_flag,
     _add_time_flags,
+    _check_run,
     _check_t_min,
     _frustration_half,
     _print_min_l2,
@@ -56,7 +58,9 @@ def add_parser(sub):
         "Kvaerno5 (implicit, much slower here)",
     )
     r.add_argument("--figure", default=None, help="write a figure (PNG) to this path")
-    _add_output_flags(tp.add_argument_group("output"))
+    out = tp.add_argument_group("output")
+    _add_output_flags(out)
+    _add_max_memory_flag(out)
 
 
 def check(args):
@@ -77,6 +81,7 @@ def run(args, progress):
     from .._models.teacher_student import TeacherStudentConfig, run_teacher_student
 
     check(args)
+    _check_run(args)
     config = TeacherStudentConfig(
         variant=args.variant,
         stop_gradient=args.stop_gradient,
