@@ -64,6 +64,7 @@ from ._diagnostics import stream_stats as stream_stats
 from ._diagnostics import trajectory_diagnostics as trajectory_diagnostics
 from ._dmft import DMFTResult as DMFTResult
 from ._dmft import compare_with_direct as compare_with_direct
+from ._dmft import dmft_report as dmft_report
 from ._dmft import solve_dmft as solve_dmft
 from ._exact import bias_propagator as bias_propagator
 from ._exact import compare_with_exact as compare_with_exact
@@ -244,6 +245,7 @@ __all__ = [
     "DIAGNOSTIC_KEYS",
     "diagnostics_from_stats",
     "DMFTResult",
+    "dmft_report",
     "eigenvalues",
     "ema_bias_matrix",
     "ema_loss",

@@ -48,9 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._metrics import min_l2
-from ._reduced import ReducedParams, ReducedState, reduced_field
+from ._reduced import ReducedParams, ReducedState, reduce_state, reduced_field, reduced_params
 
-__all__ = ["DMFTResult", "solve_dmft", "compare_with_direct"]
+__all__ = ["DMFTResult", "solve_dmft", "compare_with_direct", "dmft_report"]
 
 
 class DMFTResult(NamedTuple):
@@ -307,3 +307,45 @@ def compare_with_direct(
         "direct_seconds": time.perf_counter() - start,
         "direct_result": result_name(direct.result),
     }
+
+
+def dmft_report(
+    state,
+    data,
+    *,
+    t1: float,
+    window: float = 1.0,
+    stop_gradient: bool = True,
+    tol: float = 1e-10,
+    max_iter: int = 50,
+) -> dict:
+    """The self-consistent solve of the projection model from a full start, checked against
+    direct integration: what ``collapse-jax dmft`` reports.
+
+    Reduces ``state`` (a [`ProjectionState`][collapse_jax.ProjectionState] on the standard
+    ``data``) to its order parameters, runs [`solve_dmft`][collapse_jax.solve_dmft] and
+    [`compare_with_direct`][collapse_jax.compare_with_direct].
+
+    Returns:
+        ``converged``, ``message``, ``iterations`` (total), ``iterations_per_window``,
+        ``windows``, ``seconds``, ``t``, ``min_l2``, ``stop_gradient``, and the keys of
+        [`compare_with_direct`][collapse_jax.compare_with_direct].
+    """
+    z0 = reduce_state(state.x, state.y, state.W, data.n_classes, data.per_class, data.shared_mask)
+    p = reduced_params(data)
+    res = solve_dmft(
+        z0, p, t1=t1, window=window, stop_gradient=stop_gradient, tol=tol, max_iter=max_iter
+    )
+    out = {
+        "converged": res.converged,
+        "message": res.message,
+        "iterations": int(res.iterations.sum()),
+        "iterations_per_window": res.iterations,
+        "windows": len(res.iterations),
+        "seconds": res.seconds,
+        "t": res.t,
+        "min_l2": res.min_l2,
+        "stop_gradient": stop_gradient,
+    }
+    out.update(compare_with_direct(res, z0, p, stop_gradient=stop_gradient))
+    return out

@@ -93,8 +93,13 @@ def _slow_fit(ts, values, floor=None):
     window = valid & (ts >= t_last / 10)
     if window.sum() < 3:
         return float("nan"), float("nan"), float("nan")
-    slope, intercept = np.polyfit(ts[window], np.log(v[window]), 1)
-    return float(slope), float(intercept), float(t_last / 10)
+    # in units of t_last: times near the float64 range's ends (t ~ 1e-300) made LAPACK fail
+    # (and print on stdout); the fit itself is unchanged up to round-off
+    try:
+        slope, intercept = np.polyfit(ts[window] / t_last, np.log(v[window]), 1)
+    except np.linalg.LinAlgError:
+        return float("nan"), float("nan"), float("nan")
+    return float(slope / t_last), float(intercept), float(t_last / 10)
 
 
 def fit_slow_rate(ts, values, floor=None) -> float:

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._atomic import atomic_write
 from ._data import (
     frustration_data,
     shared_from_frustration,
@@ -299,27 +300,13 @@ def save_sweep(result: SweepResult, path) -> str:
     an interrupted write never leaves a half-written file); the folder is created if needed.
     Returns the path written (``.npz`` appended if missing).
     """
-    import os
-    import tempfile
 
     path = str(path)
     if not path.endswith(".npz"):
         path += ".npz"
     arrays = {k: np.asarray(getattr(result, k)) for k in _ARRAYS}
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".sweep.", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, metadata=np.array(json.dumps(result.metadata)), **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, prefix=".sweep.", suffix=".npz") as f:
+        np.savez(f, metadata=np.array(json.dumps(result.metadata)), **arrays)
     return path
 
 

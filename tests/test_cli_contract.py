@@ -387,3 +387,34 @@ def test_interrupt_message_names_what_was_written(tmp_path):
     outputs = _errors._Outputs(Args())
     os.makedirs(Args.out)  # made by the run, nothing written yet: removed
     assert outputs.clean_up() == [] and not os.path.exists(Args.out)
+
+
+def test_json_stdout_is_protected_from_c_level_prints():
+    """With ``--json`` the command runs with file descriptor 1 pointed at stderr: what a C
+    library prints there (LAPACK's ``** On entry to DLASCL ...`` on ``--t1 1e-300``) cannot
+    corrupt the one JSON object on stdout."""
+    code = (
+        "import os, sys\n"
+        "from collapse_jax.cli._errors import _CStdoutToStderr\n"
+        "c = _CStdoutToStderr(); c.start()\n"
+        "os.write(1, b'from C\\n'); print('from Python')\n"
+        "c.stop(); print('{}')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "{}\n"
+    assert "from C" in proc.stderr and "from Python" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_times_give_valid_json():
+    """`simulate --t-min 1e-301 --t1 1e-300 --json` printed LAPACK errors on stdout and exited
+    with a LinAlgError; the rate fit now works in units of the last time."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "collapse_jax.cli", "simulate", "--t-min", "1e-301", "--t1",
+         "1e-300", "--points", "8", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert len(out["t"]) == 8

@@ -131,15 +131,18 @@ def test_the_state_size_is_the_real_one(model):
 
 @pytest.mark.slow
 def test_the_estimate_is_within_a_factor_2_of_the_real_peak():
-    """`simulate --solver exact` at 40000 save points: its peak memory growth (a fresh
-    process's max RSS) against the estimate."""
+    """`simulate --solver exact` at 200000 save points: its peak memory growth (a fresh
+    process's max RSS) against the estimate. The trajectory must dominate the peak: at 40000
+    points (226 MB) the growth over the small run's compile peak measured 373 MB on one run
+    and 0 on another (the small run's peak was the higher); at 200000 points it measured
+    1.25 GB against an estimate of 1.13 GB (1.10x)."""
     small = "simulate --solver exact --points 10 --quiet --json"
-    big = "simulate --solver exact --points 40000 --quiet --json"
+    big = "simulate --solver exact --points 200000 --quiet --json"
     run = subprocess.run(
         [sys.executable, "-c", _MEASURE, small, big], capture_output=True, text=True, check=True
     )
     growth = int(run.stdout.split()[-1])
-    need = lim.simulate_bytes("embedding", 3, 10, 2, 4, 40000, solver="exact", path="reduced")
+    need = lim.simulate_bytes("embedding", 3, 10, 2, 4, 200000, solver="exact", path="reduced")
     assert need / 2 <= growth <= 2 * need, (growth, need)
 
 

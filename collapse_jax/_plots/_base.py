@@ -30,23 +30,11 @@ def save_figure(fig, path, *, dpi: int = 110) -> str:
     """Write ``fig`` to ``path`` (format from the suffix) atomically: the image is written
     under a temporary name in the same folder and renamed, so an interrupted write never
     leaves a half-written file behind. Creates the parent folder. Returns ``str(path)``."""
-    import os
-    import tempfile
+    from .._atomic import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a figure is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, prefix=f".{path.stem}.", suffix=path.suffix) as fh:
+        fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     return str(path)
 
 

@@ -16,6 +16,8 @@ import tempfile
 
 import numpy as np
 
+from .._atomic import atomic_write
+
 DEFAULTS = dict(classes=3, per_class=10, shared=2, dim=4, seed=0)
 
 
@@ -443,25 +445,9 @@ def _check_run(args, *, writes=()):
 def _write_json(obj, path):
     """Write ``obj`` as indented JSON to ``path`` atomically (a temporary name in the same
     folder, then renamed); creates the folder. Returns ``path``."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".collapse-jax.", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, allow_nan=False, indent=1)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, mode="w", suffix=".json") as f:
+        json.dump(_jsonable(obj), f, allow_nan=False, indent=1)
     return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --- set-up ------------------------------------------------------------------------------

@@ -31,39 +31,23 @@ def add_parser(sub):
 
 
 def run(args, progress):
-    from .._dmft import compare_with_direct, solve_dmft
-    from .._reduced import reduce_state, reduced_params
+    from .._dmft import dmft_report
 
     _check_model(args)
     if args.model != "projection":
         raise UsageError("dmft solves the projection model: use --model projection")
     _check_run(args)
     data, state = _setup(args)  # the projection start of docs/theory.md §1
-    z0 = reduce_state(state.x, state.y, state.W, args.classes, args.per_class, data.shared_mask)
-    p = reduced_params(data)
     _note(progress, f"dmft: windows of {args.window} up to t={args.t1} ...")
-    res = solve_dmft(
-        z0,
-        p,
+    return dmft_report(
+        state,
+        data,
         t1=args.t1,
         window=args.window,
         stop_gradient=args.stop_gradient,
         tol=args.tol,
         max_iter=args.max_iter,
     )
-    out = {
-        "converged": res.converged,
-        "message": res.message,
-        "iterations": int(res.iterations.sum()),
-        "iterations_per_window": res.iterations,
-        "windows": len(res.iterations),
-        "seconds": res.seconds,
-        "t": res.t,
-        "min_l2": res.min_l2,
-        "stop_gradient": args.stop_gradient,
-    }
-    out.update(compare_with_direct(res, z0, p, stop_gradient=args.stop_gradient))
-    return out
 
 
 def print_human(out):

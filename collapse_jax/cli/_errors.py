@@ -215,6 +215,37 @@ def _interrupted_message(written):
     )
 
 
+class _CStdoutToStderr:
+    """With ``--json``, stdout carries one JSON object and nothing else: while the command
+    runs, file descriptor 1 points at stderr, so that what C libraries print there (LAPACK's
+    ``** On entry to DLASCL ...``, Gloo's connection lines) cannot corrupt it. Inactive when
+    stdout is not a real file (e.g. captured by a test)."""
+
+    def __init__(self):
+        self.saved = None
+
+    def start(self):
+        try:
+            sys.stdout.flush()
+            self.fd = sys.stdout.fileno()
+            err = sys.__stderr__.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        self.saved = os.dup(self.fd)
+        os.dup2(err, self.fd)
+
+    def stop(self):
+        if self.saved is None:
+            return
+        try:
+            sys.stdout.flush()  # what Python buffered during the run goes to stderr too
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+        self.saved = None
+
+
 def run_interruptible(fn, args, json_mode):
     """``fn()`` in a daemon worker thread; the main thread waits and takes Ctrl-C.
 
@@ -239,11 +270,15 @@ def run_interruptible(fn, args, json_mode):
     worker = threading.Thread(target=work, name="collapse-jax-run", daemon=True)
     stderr = sys.stderr
     sys.stderr = tracker = _LineTracker(stderr)
+    c_stdout = _CStdoutToStderr()
     try:
+        if json_mode:
+            c_stdout.start()
         worker.start()
         while not done.wait(0.1):
             pass
     except KeyboardInterrupt:
+        c_stdout.stop()
         if outputs.new():
             done.wait(_GRACE_SECONDS)  # a write under way: let it finish (each is atomic)
         sys.stderr = stderr
@@ -257,6 +292,7 @@ def run_interruptible(fn, args, json_mode):
             os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED, None
     finally:
+        c_stdout.stop()
         sys.stderr = stderr
     if "error" in box:
         raise box["error"]
