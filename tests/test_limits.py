@@ -90,15 +90,26 @@ def test_size_parsing_and_printing():
 
 
 _MEASURE = """
-import contextlib, io, resource, sys
+import contextlib, io, os, sys, threading, time
 from collapse_jax.cli import main
-def rss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def rss():  # resident now (/proc/self/statm), not the kernel's lazily updated high-water mark
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+peak, stop = [0], threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.005)
 with contextlib.redirect_stdout(io.StringIO()):
     assert main(sys.argv[1].split()) == 0  # the same code, compiled, at a small size
     before = rss()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     assert main(sys.argv[2].split()) == 0
-print(rss() - before)
+    stop.set()
+    sampler.join()
+print(peak[0] - before)
 """
 
 
@@ -130,12 +141,13 @@ def test_the_state_size_is_the_real_one(model):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 def test_the_estimate_is_within_a_factor_2_of_the_real_peak():
-    """`simulate --solver exact` at 200000 save points: its peak memory growth (a fresh
-    process's max RSS) against the estimate. The trajectory must dominate the peak: at 40000
-    points (226 MB) the growth over the small run's compile peak measured 373 MB on one run
-    and 0 on another (the small run's peak was the higher); at 200000 points it measured
-    1.25 GB against an estimate of 1.13 GB (1.10x)."""
+    """`simulate --solver exact` at 200000 save points: its peak memory growth in a fresh
+    process against the estimate (1.13 GB). The resident size is sampled every 5 ms from
+    /proc/self/statm: the kernel's high-water mark (`ru_maxrss`) is updated lazily and read
+    0 growth in two full-suite runs (it passed alone: 1.28 GB). Sampled: 1.20-1.22 GB
+    (1.06-1.07x the estimate), alone and beside a running test suite."""
     small = "simulate --solver exact --points 10 --quiet --json"
     big = "simulate --solver exact --points 200000 --quiet --json"
     run = subprocess.run(
