@@ -15,11 +15,9 @@ NaN-free neighbours finish: ``simulate`` runs with ``throw=False``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import sys
 import time
 from typing import NamedTuple
 
@@ -108,24 +106,6 @@ def initialize_distributed(**kwargs) -> None:
     jax.distributed.initialize(**kwargs)
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send what is written to file descriptor 1 to 2 (Gloo announces its connections on
-    stdout, which holds a command's JSON): only while several processes run collectives."""
-    if jax.process_count() == 1:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def sweep_mesh(devices=None) -> Mesh:
     """A one-axis mesh ``("sweep",)`` over ``devices`` (default: every device of every host)."""
     devices = jax.devices() if devices is None else list(devices)
@@ -151,18 +131,17 @@ def _run_sharded(member, batch, mesh: Mesh):
 
     sharding = NamedSharding(mesh, PartitionSpec("sweep"))
     inputs = jax.tree.map(lambda a: _global_array(pad(a), sharding), batch)
-    with _stdout_to_stderr():
-        start = time.perf_counter()
-        compiled = jax.jit(jax.vmap(member)).lower(*inputs).compile()
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        out = jax.block_until_ready(compiled(*inputs))
-        run_seconds = time.perf_counter() - start
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(member)).lower(*inputs).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*inputs))
+    run_seconds = time.perf_counter() - start
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
 
-            # every process receives every member (the padding dropped below)
-            out = multihost_utils.process_allgather(out, tiled=True)
+        # every process receives every member (the padding dropped below)
+        out = multihost_utils.process_allgather(out, tiled=True)
     out = jax.tree.map(lambda a: np.asarray(a)[:B], out)
     return out, {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
