@@ -206,24 +206,20 @@ def _load_labels(path, n_samples, key=None):
 
 
 def _check_plot_path(path):
-    """Refuse a ``--plot`` path that cannot take an image, before any computation."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+    """What ``--plot`` refuses beyond the shared output check (``_check_file``, run first by
+    ``_check_run``: an existing folder, an unknown image format, an unwritable folder): a
+    path ending in a separator names a folder, and the image format must be named."""
+    if path.endswith(("/", os.sep)):
         example = os.path.join(path, "spectrum.png")
         raise UsageError(f"--plot {path} is a directory: give an image file, e.g. {example}")
-    suffix = os.path.splitext(path)[1].lstrip(".").lower()
-    kinds = FigureCanvasBase.get_supported_filetypes()
-    if suffix not in kinds:
+    if not os.path.splitext(path)[1].lstrip("."):
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = FigureCanvasBase.get_supported_filetypes()
         raise UsageError(
             f"--plot {path} must end in an image suffix ({', '.join(sorted(kinds))}), e.g. "
             f"{os.path.splitext(path)[0]}.png"
         )
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--plot {path}: cannot write in {parent}")
 
 
 def _spectrum_plot(path, out):
