@@ -259,6 +259,9 @@ def train(
     sample_args=None,
     key=None,
     post_update=None,
+    save_steps=None,
+    record=None,
+    return_final: bool = False,
 ):
     """Discrete training with an optax optimiser on the same loss as the flow.
 
@@ -283,15 +286,33 @@ def train(
         post_update: optional hook ``(state_before, state_after, step_args) -> state`` applied
             after every optimiser update, for state that is not trained: e.g. an EMA target
             relaxed towards the pre-update labels, overwriting whatever the optimiser did to it.
+        save_steps: optional increasing step counts to record at instead of every
+            ``save_every`` steps (e.g. log-spaced; a host sequence, the first `>= 0`, the last
+            ``steps``); the gaps are run as loops of their own length.
+        record: optional ``record(state, args) -> pytree`` stored at each saved step instead of
+            the state (e.g. metrics of a network, whose parameters would be large to keep).
+        return_final: also return the final state (useful with ``record``).
 
     Returns:
-        ``(steps_saved, states)``: the step counts `0, save_every, ..., steps` and the states
-        there, stacked on a leading axis.
+        ``(steps_saved, states)``: the step counts (`0, save_every, ..., steps`, or `0` and
+        ``save_steps``) and the states there (or ``record`` of them), stacked on a leading axis.
     """
     import optax
 
-    if steps % save_every:
+    if save_steps is None and steps % save_every:
         raise ValueError(f"steps={steps} must be a multiple of save_every={save_every}")
+    if save_steps is not None:
+        save_steps = np.asarray(save_steps, dtype=np.int64)
+        if (
+            save_steps.ndim != 1
+            or save_steps.size == 0
+            or save_steps[0] < 0
+            or np.any(np.diff(save_steps) <= 0)
+            or save_steps[-1] != steps
+        ):
+            raise ValueError(
+                f"save_steps must increase from >= 0 to steps={steps}, got {save_steps!r}"
+            )
     value = training_loss(loss, stop_gradient=stop_gradient)
     grad = jax.grad(value)
 
@@ -308,13 +329,32 @@ def train(
             new = post_update(state, new, step_args)
         return (new, opt_state, j + 1), None
 
-    def block(carry, _):
-        carry, _ = jax.lax.scan(one, carry, None, length=save_every)
-        return carry, carry[0]
+    def keep(state):
+        return state if record is None else record(state, args)
 
     carry0 = (state0, optimizer.init(state0), jnp.asarray(0, dtype=jnp.int32))
-    _, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
+    if save_steps is None:
+
+        def block(carry, _):
+            carry, _ = jax.lax.scan(one, carry, None, length=save_every)
+            return carry, keep(carry[0])
+
+        last, states = jax.lax.scan(block, carry0, None, length=steps // save_every)
+        first, saved = state0, jnp.arange(0, steps + 1, save_every)
+    else:
+
+        def gap(carry, length):
+            # a loop of this gap's own length (a while loop: the gaps differ)
+            carry = jax.lax.fori_loop(0, length, lambda _, c: one(c, None)[0], carry)
+            return carry, keep(carry[0])
+
+        start = int(save_steps[0])
+        if start:
+            carry0 = gap(carry0, start)[0]
+        gaps = jnp.asarray(np.diff(save_steps), dtype=jnp.int32)
+        last, states = jax.lax.scan(gap, carry0, gaps)
+        first, saved = carry0[0], jnp.asarray(save_steps)
     states = jax.tree_util.tree_map(
-        lambda a0, a: jnp.concatenate([a0[None], a], axis=0), state0, states
+        lambda a0, a: jnp.concatenate([a0[None], a], axis=0), keep(first), states
     )
-    return jnp.arange(0, steps + 1, save_every), states
+    return (saved, states, last[0]) if return_final else (saved, states)
