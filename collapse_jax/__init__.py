@@ -136,6 +136,15 @@ from ._models.embedding import fitted_rates as fitted_rates
 from ._models.mechanisms import ema_bias_matrix as ema_bias_matrix
 from ._models.mechanisms import init_ema_predictor_state as init_ema_predictor_state
 from ._models.mechanisms import init_ema_state as init_ema_state
+from ._models.network import ACTIVATIONS as ACTIVATIONS
+from ._models.network import VARIANTS as VARIANTS
+from ._models.network import Encoder as Encoder
+from ._models.network import NetworkArgs as NetworkArgs
+from ._models.network import init_encoder as init_encoder
+from ._models.network import network_loss as network_loss
+from ._models.network import network_metrics as network_metrics
+from ._models.network import network_row as network_row
+from ._models.network import network_start as network_start
 from ._models.projection import BRANCHES as BRANCHES
 from ._models.projection import PROJECTION_SWEEP_ATOL as PROJECTION_SWEEP_ATOL
 from ._models.projection import PROJECTION_SWEEP_RTOL as PROJECTION_SWEEP_RTOL
@@ -164,10 +173,36 @@ from ._models.teacher_student import teacher_student_member as teacher_student_m
 from ._models.teacher_student import teacher_student_metrics as teacher_student_metrics
 from ._models.teacher_student import teacher_student_problem as teacher_student_problem
 from ._models.teacher_student import teacher_student_slow_rate as teacher_student_slow_rate
+from ._network import DEFAULT_LR as DEFAULT_LR
+from ._network import OPTIMIZERS as OPTIMIZERS
+from ._network import RECORDED as RECORDED
+from ._network import NetworkConfig as NetworkConfig
+from ._network import NetworkSweep as NetworkSweep
+from ._network import fit_late_decay as fit_late_decay
+from ._network import network_member as network_member
+from ._network import network_optimizer as network_optimizer
+from ._network import network_run as network_run
+from ._network import network_steps as network_steps
+from ._network import network_summary as network_summary
+from ._network import network_sweep as network_sweep
+from ._network_data import DATASETS as DATASETS
+from ._network_data import NetworkData as NetworkData
+from ._network_data import digits_data as digits_data
+from ._network_data import load_network_npz as load_network_npz
+from ._network_data import network_alignment as network_alignment
+from ._network_data import network_data as network_data
+from ._network_data import with_frustration as with_frustration
+from ._network_study import encoder_kernel_overlap as encoder_kernel_overlap
+from ._network_study import local_exponent as local_exponent
+from ._network_study import minimal_model_rates as minimal_model_rates
+from ._network_study import network_study as network_study
+from ._network_study import time_scale_map as time_scale_map
 from ._plots import mechanism_phase_figure as mechanism_phase_figure
 from ._plots import mechanism_summary_figure as mechanism_summary_figure
 from ._plots import new_figure as new_figure
 from ._plots import phase_diagram_figure as phase_diagram_figure
+from ._plots import plot_network_phi as plot_network_phi
+from ._plots import plot_network_run as plot_network_run
 from ._plots import plot_projection_comparison as plot_projection_comparison
 from ._plots import save_figure as save_figure
 from ._plots import spectrum_figure as spectrum_figure
@@ -219,6 +254,40 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "minimal_model_rates",
+    "time_scale_map",
+    "local_exponent",
+    "encoder_kernel_overlap",
+    "label_span_spectrum",
+    "network_study",
+    "NetworkData",
+    "network_data",
+    "digits_data",
+    "load_network_npz",
+    "network_alignment",
+    "with_frustration",
+    "DATASETS",
+    "Encoder",
+    "init_encoder",
+    "NetworkArgs",
+    "network_loss",
+    "network_row",
+    "network_metrics",
+    "network_start",
+    "VARIANTS",
+    "ACTIVATIONS",
+    "NetworkConfig",
+    "DEFAULT_LR",
+    "network_steps",
+    "network_optimizer",
+    "network_member",
+    "network_run",
+    "network_sweep",
+    "NetworkSweep",
+    "fit_late_decay",
+    "network_summary",
+    "OPTIMIZERS",
+    "RECORDED",
     "AbstractStageSolveARK",
     "accuracy_summary",
     "alpha_req",
@@ -288,7 +357,6 @@ __all__ = [
     "is_symmetric",
     "jacobian",
     "label_metrics",
-    "label_span_spectrum",
     "lambda_pm",
     "lift_state",
     "load_sweep",
@@ -368,6 +436,8 @@ __all__ = [
     "smooth_hinge",
     "solve_dmft",
     "spectrum_figure",
+    "plot_network_run",
+    "plot_network_phi",
     "squared_distances",
     "StageSolveKenCarp3",
     "StageSolveKenCarp4",

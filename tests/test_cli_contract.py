@@ -40,6 +40,11 @@ EXE_SIGINT = [
 # flags for which a value the fuzz table calls bad is a valid one
 NEGATIVE_OK = {"--seed", "--margin"}
 ZERO_OK = {"--seed", "--margin", "--shared", ("teacher-student", "--frustration")}
+# the network command: no shared samples, no hidden layer (a linear encoder), no weight decay,
+# no test split
+ZERO_OK |= {
+    ("network", flag) for flag in ("--frustration", "--depth", "--weight-decay", "--test-fraction")
+}
 HUGE_OK = {"--margin", "--max-memory"}  # --max-memory: an override, any size
 
 # --- no computation while refusing bad input -----------------------------------------------
@@ -210,6 +215,47 @@ def test_file_name_with_newline_stays_one_line(tmp_path, capsys, no_compute):
     err = capsys.readouterr().err
     _assert_one_line(err)
     assert "a\\nb.npy" in err
+
+
+def _network_data_files(folder):
+    rng = np.random.default_rng(0)
+    X, labels = rng.normal(size=(12, 3)), np.arange(12) % 3
+    X_nan = X.copy()
+    X_nan[4, 1] = np.nan
+    arrays = {
+        "nolabels.npz": dict(X=X),
+        "mismatch.npz": dict(X=X, labels=labels[:5]),
+        "nan.npz": dict(X=X_nan, labels=labels),
+        "float_labels.npz": dict(X=X, labels=labels + 0.5),
+    }
+    for name, a in arrays.items():
+        np.savez(folder / name, **a)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ("mnist", "--data must be one of digits"),
+        ("missing.npz", "does not exist"),
+        ("", "--data must be one of digits"),
+        (".", "is a directory"),
+        ("nolabels.npz", "missing ['labels']"),
+        ("mismatch.npz", "one label per row of X (12)"),
+        ("nan.npz", "X must be finite, got nan at row 4, column 1"),
+        ("float_labels.npz", "labels must be integers"),
+    ],
+)
+def test_network_bad_data_is_refused_before_computing(data, fragment, tmp_path, monkeypatch,
+                                                      capsys, no_compute):  # fmt: skip
+    _network_data_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for command in (["network"], ["sweep", "--model", "network", "--out", "sw"]):
+        assert main([*command, "--data", data]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        _assert_one_line(err)
+        assert fragment in err, err
+    assert not os.path.exists(tmp_path / "sw")
 
 
 def test_internal_error_is_exit_1_with_traceback_file(monkeypatch, tmp_path, capsys):

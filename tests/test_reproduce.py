@@ -369,3 +369,115 @@ def test_cli_reproduce_quick_end_to_end(tmp_path):
     ref = next(v for k, v in drawn.items() if "lambda_+" in k)
     slope = np.diff(np.log(ref[:, 1])) / np.diff(ref[:, 0])
     np.testing.assert_allclose(slope, lp, rtol=1e-9)
+
+    # network: the two-stage run's late fit redone here (numpy lstsq), the minimal model's rate
+    net = nb["sections"]["network"]
+    step = np.asarray(net["step"], float)
+    member = next(r for r in net["plain"] if r["frustration"] == rp.NETWORK_PHI and r["seed"] == 0)
+    ml = np.asarray(net["curves"]["plain"][f"{rp.NETWORK_PHI:g}"]["min_l2"])
+    w = step >= step[-1] / 2
+    X = np.stack([step[w], np.ones(w.sum())], axis=1)
+    fit = np.linalg.lstsq(X, np.log(ml[w]), rcond=None)[0][0]
+    assert member["slow_rate_fit"] == pytest.approx(fit, rel=1e-10)
+    assert member["accuracy_drop"] >= 0.2 and member["final_min_l2"] < 0.2 * ml.max()
+    N, K = net["data"]["n_samples"], net["data"]["n_classes"]
+    M = np.round(np.asarray(net["frustration"]) * N)
+    ref = [net["lr"] * _lambda_pm((N - m) / K, m)[0] / N for m in M]
+    # measured 3.2e-14: the cancellation in -b + r of the closed form written here
+    np.testing.assert_allclose(net["minimal_model"]["rate_per_step"], ref, rtol=3e-13)
+
+
+# --- the network section on stand-in trainings (no training: the section's logic only) -----
+
+
+def _fake_network_sweep(data, frustration, seeds, *, lr, config, falls=True):
+    """A `NetworkSweep` of made-up curves with the shape of the real ones: the accuracy rises
+    to 1 by step 70; a plain training at `phi > 0` (if ``falls``) drops to 0.6 at step
+    `60 / phi`; plain MinL2 `2 (1 + step)^-(0.2 + 10 phi)`, the stop-gradient one levels off
+    at 0.5; the loss falls as `1 / (1 + step)`."""
+    phis = np.asarray(frustration, dtype=np.float64)
+    seeds = np.arange(seeds)
+    step = cj.network_steps(config.steps, config.points, config.late)
+    F, S, T = phis.size, seeds.size, step.size
+    rec = {k: np.ones((F, S, 1, T)) for k in cj.RECORDED}
+    for i, phi in enumerate(phis):
+        acc = np.minimum(1.0, 0.3 + step / 100)
+        if config.variant == "plain":
+            if falls and phi > 0:
+                acc = np.where(step >= 60 / phi, 0.6, acc)
+            ml = 2.0 * (1.0 + step) ** -(0.2 + 10 * phi)
+        else:
+            ml = 0.5 + 1.5 * np.exp(-step / 50)
+        for s in range(S):
+            rec["accuracy"][i, s, 0] = acc
+            rec["accuracy_test"][i, s, 0] = acc - 0.05
+            rec["min_l2"][i, s, 0] = ml * (1 + 0.01 * s)
+            rec["loss"][i, s, 0] = 1.0 / (1.0 + step)
+    summary = {}
+    for idx in np.ndindex(F, S, 1):
+        for k, v in cj.network_summary(step, rec["accuracy"][idx], rec["min_l2"][idx]).items():
+            summary.setdefault(k, np.empty((F, S, 1), object))[idx] = v
+    summary = {k: v.astype(str if k == "better_fit" else np.float64) for k, v in summary.items()}
+    meta = {"n_samples": data.n_samples, "n_classes": data.n_classes, "data": data.name,
+            "compile_seconds": 0.0, "run_seconds": 0.0}  # fmt: skip
+    shared = np.round(phis * data.n_samples).astype(np.int64)
+    return cj.NetworkSweep(phis, seeds, np.array([lr]), step, shared, rec, summary, meta)
+
+
+def _network_section(tmp_path, monkeypatch, **kw):
+    import collapse_jax._network as network
+
+    def fake(data, frustration, seeds, *, lr, config):
+        return _fake_network_sweep(data, frustration, seeds, lr=lr, config=config, **kw)
+
+    monkeypatch.setattr(network, "network_sweep", fake)
+    res = rp.reproduce(tmp_path, config=rp.QUICK, sections=("network",))
+    return res, json.load(open(res["numbers"]))
+
+
+def test_network_section_rows_hold_and_fail_with_the_claims(tmp_path, monkeypatch):
+    """Every row passes on curves that show the claims, and the two-stage and collapse-step
+    rows fail on curves whose accuracy does not fall; the minimal model's rate per step is
+    `lr lambda_+ / N` with `lambda_+` written out here."""
+    res, nb = _network_section(tmp_path / "a", monkeypatch)
+    _check_figures_embedded(tmp_path / "a", res)
+    assert res["errors"] == {} and res["failed"] == 0 and len(res["checks"]) == 13
+    net = nb["sections"]["network"]
+    N, K = net["data"]["n_samples"], net["data"]["n_classes"]
+    M = np.round(np.asarray(net["frustration"]) * N)
+    ref = [0.1 * _lambda_pm((N - m) / K, m)[0] / N for m in M]
+    # measured 3.2e-14: the cancellation in -b + r of the closed form written here
+    np.testing.assert_allclose(net["minimal_model"]["rate_per_step"], ref, rtol=3e-13)
+
+    res, _ = _network_section(tmp_path / "b", monkeypatch, falls=False)
+    failed = [c["what"] for c in res["checks"] if not c["passed"]]
+    assert len(failed) == 2, failed  # accuracy drop and collapse-step order (MinL2 still falls)
+    assert any("peak minus final" in w for w in failed)
+    assert any("consecutive collapse steps" in w for w in failed)
+
+
+def test_plot_network_phi_draws_the_sweep_and_the_minimal_model():
+    data = cj.digits_data()
+    sweep = _fake_network_sweep(data, [0.0, 0.02, 0.04], 2, lr=0.1, config=cj.NetworkConfig())
+    fig = cj.plot_network_phi(sweep)
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    lines = {ln.get_label(): ln.get_xydata() for ln in fig.axes[0].get_lines()}
+    mean = next(v for k, v in lines.items() if k.startswith("network"))
+    rate = np.abs(sweep.summary["slow_rate_fit"][:, :, 0])
+    np.testing.assert_allclose(mean[:, 1], rate.mean(axis=1), rtol=1e-14)  # measured 0
+    N, K = data.n_samples, data.n_classes
+    M = np.round(np.array([0.02, 0.04]) * N)
+    pred = np.array([abs(0.1 * _lambda_pm((N - m) / K, m)[0] / N) for m in M])
+    model = next(v for k, v in lines.items() if k.startswith("minimal model $"))
+    np.testing.assert_allclose(model[:, 1], pred, rtol=3e-13)  # measured 3.2e-14 (as above)
+    c = np.exp(np.mean(np.log(rate.mean(axis=1)[1:] / pred)))  # geometric mean of ratios
+    scaled = next(v for k, v in lines.items() if k.startswith("minimal model ×"))
+    np.testing.assert_allclose(scaled[:, 1], c * pred, rtol=1e-13)  # measured 7.8e-15
+    # collapse step: the mean over seeds (none at phi = 0) and the scaled slow time
+    lines = {ln.get_label(): ln.get_xydata() for ln in fig.axes[2].get_lines()}
+    steps = sweep.summary["collapse_step"][1:, :, 0].mean(axis=1)
+    drawn = next(v for k, v in lines.items() if "collapse" in k)[:, 1]
+    np.testing.assert_allclose(drawn, steps, rtol=1e-14)  # measured 0
+    c = np.exp(np.mean(np.log(steps * pred)))
+    scaled = next(v for k, v in lines.items() if k.startswith("slow time ×"))
+    np.testing.assert_allclose(scaled[:, 1], c / pred, rtol=1e-13)  # measured 8.2e-15

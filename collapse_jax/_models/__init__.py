@@ -275,4 +275,6 @@ for _m in (
 del _m
 
 # The teacher–student rows live with their model (they register themselves on import).
+# The network rows wrap the rows above (they register themselves on import).
+from . import network as _network  # noqa: E402, F401
 from . import teacher_student as _teacher_student  # noqa: E402, F401

@@ -19,6 +19,8 @@ from ._models import (
     sweep_figure,
     teacher_student_figure,
 )
+from ._network import plot_network_run
+from ._network_study import plot_network_phi
 
 __all__ = [
     "new_figure",
@@ -31,4 +33,6 @@ __all__ = [
     "mechanism_phase_figure",
     "mechanism_summary_figure",
     "spectrum_figure",
+    "plot_network_run",
+    "plot_network_phi",
 ]

@@ -18,6 +18,7 @@ from . import (
     _errors,
     _fixed_point,
     _mechanisms,
+    _network,
     _reproduce,
     _simulate,
     _spectrum,
@@ -37,6 +38,7 @@ _MODULES = (
     _diagnose,
     _dmft,
     _teacher_student,
+    _network,
     _mechanisms,
     _reproduce,
 )

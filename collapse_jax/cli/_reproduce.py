@@ -29,7 +29,7 @@ def add_parser(sub):
         default=None,
         metavar="A,B",
         help="run only these sections (embedding, projection, sweep, teacher_student, "
-        "diagnostics; default all)",
+        "diagnostics, network; default all)",
     )
     _add_output_flags(rp, progress="progress output")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from . import _network
 from ._common import (
     UsageError,
     _add_distributed_flags,
@@ -50,6 +51,7 @@ def add_parser(sub):
         help="how a ratio becomes shared rows (default %(default)s)",
     )
     _add_time_flags(sw, 1e3)
+    _network.add_sweep_flags(sw)
     _add_distributed_flags(sw)
 
 
@@ -64,6 +66,9 @@ def run(args, progress):
     from .._plots import phase_diagram_figure, save_figure, sweep_figure
     from .._sweep import save_sweep, sweep_summary
 
+    _network.check_sweep_flags(args)
+    if args.model == "network":
+        return _network.run_sweep(args, progress, _join_cluster)
     _check_model(args)
     if args.method == "integrate" and args.model != "embedding":
         raise UsageError(
@@ -146,6 +151,8 @@ def run(args, progress):
 
 
 def print_human(out):
+    if out["model"] == "network":
+        return _network.print_sweep(out)
     print(
         f"{len(out['frustration'])} ratios x {out['seeds']} seeds in {out['seconds']:.2f} s "
         f"(compile {out['compile_seconds']:.2f} s, run {out['run_seconds']:.3f} s) on "

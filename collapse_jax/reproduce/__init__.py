@@ -1,6 +1,6 @@
 """The paper's whole story in one run: figures, verifications and a written report.
 
-[`reproduce`][collapse_jax.reproduce.reproduce] runs five sections and writes PNG figures,
+[`reproduce`][collapse_jax.reproduce.reproduce] runs six sections and writes PNG figures,
 ``report.md`` (which embeds them) and ``numbers.json`` (every number of the report,
 machine-readable) into one folder:
 
@@ -24,6 +24,10 @@ machine-readable) into one folder:
 4. ``teacher_student``: the linear teacher-student model (docs/theory.md §4).
 5. ``diagnostics``: the collapse diagnostics on diffrax-integrated embeddings (class-mean
    MinL2 checked against numpy, its decay against `lambda+` in closed form).
+6. ``network``: the paper's opening observation in a trained network (an MLP on the bundled
+   digits, plain and stop-gradient from the same start: the accuracy rises then falls while
+   the loss keeps falling and the labels collapse), and the network's late decay and collapse
+   step beside the minimal model's slow rate for the same counts.
 
 The report reports; it does not re-derive. Every number comes from the library functions the
 test suite checks (``lambda_pm``, ``exact_min_l2``, ``fit_slow_rate``,
@@ -60,6 +64,7 @@ from ._checks import Check, Section, _plain, fmt_error, fmt_value  # noqa: F401
 from ._config import _TITLES, FULL, QUICK, SECTIONS, ReproduceConfig
 from ._diagnostics_section import _diagnostics
 from ._embedding_section import _embedding
+from ._network_section import NETWORK_COLLAPSE_PHI, NETWORK_PHI, _network  # noqa: F401
 from ._projection_section import _plateau, _projection, _projection_run  # noqa: F401
 from ._references import (  # noqa: F401
     _collapsed_tangent,
@@ -95,6 +100,7 @@ _RUNNERS: dict[str, Callable] = {
     "sweep": _sweep,
     "teacher_student": _teacher_student,
     "diagnostics": _diagnostics,
+    "network": _network,
 }
 
 

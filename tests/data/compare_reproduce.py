@@ -9,6 +9,10 @@ measured by running the same command after it, in the same environment, and comp
     python tests/data/compare_reproduce.py tests/data/reproduce_quick_before_layout.json \\
         /tmp/rq/numbers.json
 
+Sections the earlier record does not have (added to ``reproduce`` since: ``network``) are
+listed and left out of the comparison, their verification rows included; compare them with a
+record that has them.
+
 Every verification row must have the same wording, tolerance, reference basis and verdict;
 every number (the rows' measured values and errors, and every number under ``sections``)
 must agree to ``1e-10`` relative or ``1e-13`` absolute (round-off of quantities that are
@@ -61,12 +65,20 @@ def _walk(a, b, path, out):
 def compare(before: dict, after: dict) -> list:
     """``[(excess over the allowance, path, before, after)]`` of what differs, worst first."""
     out = []
-    checks_a, checks_b = before["checks"], after["checks"]
+    common = set(before["sections"])
+    checks_a = before["checks"]
+    checks_b = [c for c in after["checks"] if c["section"] in common]
+    sections_b = {k: v for k, v in after["sections"].items() if k in common}
     if [c["what"] for c in checks_a] != [c["what"] for c in checks_b]:
         out.append((math.inf, "checks", "different rows", ""))
     _walk({"checks": checks_a, "sections": before["sections"]},
-          {"checks": checks_b, "sections": after["sections"]}, "", out)  # fmt: skip
+          {"checks": checks_b, "sections": sections_b}, "", out)  # fmt: skip
     return sorted(out, key=lambda r: -r[0])
+
+
+def new_sections(before: dict, after: dict) -> list:
+    """Sections of ``after`` that ``before`` does not record (not compared)."""
+    return [k for k in after["sections"] if k not in before["sections"]]
 
 
 def main(argv) -> int:
@@ -75,6 +87,9 @@ def main(argv) -> int:
     n_checks = len(after["checks"])
     passed = sum(bool(c["passed"]) for c in after["checks"])
     print(f"{n_checks} verification rows, {passed} passed; {len(diffs)} differences")
+    extra = new_sections(before, after)
+    if extra:
+        print(f"  not in the earlier record, not compared: {', '.join(extra)}")
     for excess, path, a, b in diffs[:20]:
         print(f"  {path}: {a!r} -> {b!r} ({excess:.3g}x the allowance)")
     return 1 if diffs else 0
