@@ -121,9 +121,7 @@ def init_encoder(
         # drawn in float64 when it is enabled, then cast: a float32 run starts from the same
         # (rounded) encoder as the float64 run of the same key
         draw = jnp.float64 if jax.config.jax_enable_x64 else dtype
-        weights.append(
-            jax.random.uniform(kw, (fan_out, fan_in), draw, -bound, bound).astype(dtype)
-        )
+        weights.append(jax.random.uniform(kw, (fan_out, fan_in), draw, -bound, bound).astype(dtype))
         biases.append(jax.random.uniform(kb, (fan_out,), draw, -bound, bound).astype(dtype))
     return Encoder(tuple(weights), tuple(biases), activation)
 
