@@ -286,18 +286,18 @@ def _check_batch(args, data):
 # --- one training ------------------------------------------------------------------------
 
 
-def _config(args, defaults):
-    return defaults["config"]._replace(
-        variant=args.variant,
-        steps=args.steps,
-        dim=args.dim,
-        width=args.width,
-        depth=args.depth,
-        activation=args.activation,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-    )
+#: The flags of a training's configuration (``network``; ``sweep --model network`` has the
+#: first six).
+_CONFIG_FLAGS = (
+    "variant", "steps", "dim", "width", "optimizer", "batch_size",
+    "depth", "activation", "weight_decay",
+)  # fmt: skip
+
+
+def _config(args, defaults, flags=_CONFIG_FLAGS):
+    """The default configuration with every flag of ``flags`` the user gave (not None)."""
+    given = {k: getattr(args, k) for k in flags}
+    return defaults["config"]._replace(**{k: v for k, v in given.items() if v is not None})
 
 
 def _train(data, config, args, progress, label):
@@ -451,19 +451,6 @@ def check_sweep_flags(args):
         )
 
 
-def _sweep_config(args, defaults):
-    c = defaults["config"]
-    given = dict(
-        variant=args.variant,
-        steps=args.steps,
-        dim=args.dim,
-        width=args.width,
-        optimizer=args.optimizer,
-        batch_size=args.batch_size,
-    )
-    return c._replace(**{k: v for k, v in given.items() if v is not None})
-
-
 def save_network_sweep(result, path) -> str:
     """Write a [`NetworkSweep`][collapse_jax.NetworkSweep] as ``.npz`` atomically: records as
     ``<name>`` `(F, S, L, T)`, summaries as ``summary_<name>`` `(F, S, L)`, the axes
@@ -508,7 +495,7 @@ def run_sweep(args, progress, join_cluster):
     _check_out(args.out, force=args.force, writes=("sweep*.npz", "sweep.png"))
     data = load_data(args.data)
     _check_batch(args, data)
-    config = _sweep_config(args, defaults)
+    config = _config(args, defaults, _CONFIG_FLAGS[:6])
     lr = defaults["lr"] if args.lr is None else args.lr
     members = len(args.frustration) * args.seeds
     grid = f"({len(args.frustration)} ratios x --seeds {args.seeds})"
