@@ -12,6 +12,7 @@ call of its own.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -241,6 +242,25 @@ def _check_lr(lr) -> np.ndarray:
     return lrs
 
 
+#: The host function the compiled single training reports to (set by ``network_run``).
+_PROGRESS = [None]
+
+
+def _progress_hook(loss):
+    if _PROGRESS[0] is not None:
+        _PROGRESS[0](loss)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "progress"))
+def _train_one(data, phi, key, lr, *, config, progress):
+    """One training with its final state, compiled once per data shape, configuration and
+    progress on/off (repeated runs, e.g. several seeds or ratios one after another, reuse it)."""
+    member = network_member(
+        data, config, progress=_progress_hook if progress else None, final_state=True
+    )
+    return member(phi, key, lr)
+
+
 def network_run(
     data: NetworkData,
     *,
@@ -260,10 +280,21 @@ def network_run(
     (phi,) = _check_ratios(frustration)
     (lr,) = _check_lr(lr)
     dtype = data.X.dtype
-    member = network_member(data, config, progress=progress, final_state=True)
+    _check_config(config, data)
     key = jax.random.PRNGKey(int(seed))
-    rec, state = jax.jit(member)(jnp.asarray(phi, dtype), key, jnp.asarray(lr, dtype))
-    rec = {k: np.asarray(v) for k, v in rec.items()}
+    _PROGRESS[0] = progress
+    try:
+        rec, state = _train_one(
+            data,
+            jnp.asarray(phi, dtype),
+            key,
+            jnp.asarray(lr, dtype),
+            config=config,
+            progress=progress is not None,
+        )
+        rec = {k: np.asarray(v) for k, v in rec.items()}
+    finally:
+        _PROGRESS[0] = None
     step = network_steps(config.steps, config.points, config.late)
     shared = int(round(phi * data.n_samples))
     return {
