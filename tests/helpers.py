@@ -91,3 +91,26 @@ def line_by_label(ax, label):
 def assert_axes_labelled(fig):
     for ax in fig.axes:
         assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), ax.get_title()
+
+
+def run_on_two_devices(script: str, out_path) -> None:
+    """Run ``script`` (``python -c``) in a fresh process whose CPU is split into two JAX
+    devices, with the tests folder and ``out_path`` as its arguments; fail with its stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

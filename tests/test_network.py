@@ -4,16 +4,11 @@ References are independent of the package: numpy forward passes and loss sums, c
 differences, a Python loop of separately jitted trainings, a fresh process on two devices.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import projection_field_reference
+from helpers import projection_field_reference, run_on_two_devices
 
 import collapse_jax as cj
 
@@ -297,20 +292,8 @@ np.savez(sys.argv[2], n_devices=s.metadata["n_devices"], **s.records)
 @pytest.mark.slow
 def test_sharded_study_equals_unsharded(small_sweep, tmp_path):
     _, sweep = small_sweep
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    }
     path = tmp_path / "two.npz"
-    proc = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_on_two_devices(TWO_DEVICES, path)
     with np.load(path) as got:
         assert int(got["n_devices"]) == 2
         for name in cj.RECORDED:

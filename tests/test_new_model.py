@@ -13,16 +13,12 @@ Jacobian, steady state, the sharded sweep engine) runs on it from its registry r
 compares with an independent reference (numpy loops, finite differences, a Python loop).
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import run_on_two_devices
 
 import collapse_jax as cj
 from collapse_jax import (
@@ -199,6 +195,7 @@ import chex, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, sys.argv[1])
 import collapse_jax as cj
+from helpers import run_on_two_devices
 import test_new_model as t
 assert len(jax.devices()) == 2, jax.devices()
 row = cj.register(t.toy_row())  # registered here, in a fresh process, by the test file alone
@@ -212,20 +209,8 @@ np.savez(sys.argv[2], min_l2=out["min_l2"], result=out["result"],
 def test_sharded_sweep_on_two_devices(model, tmp_path):
     """The sweep engine shards the new model over a 2-device mesh (9 members, padded to 10)
     in a fresh process, tracing the member once; it matches the python loop here."""
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    }
     path = tmp_path / "two.npz"
-    proc = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_on_two_devices(TWO_DEVICES, path)
     with np.load(path) as got:
         assert int(got["n_devices"]) == 2
         assert np.all(got["result"] == 0)
