@@ -194,6 +194,7 @@ from ._network_data import network_data as network_data
 from ._network_data import with_frustration as with_frustration
 from ._network_study import encoder_kernel_overlap as encoder_kernel_overlap
 from ._network_study import local_exponent as local_exponent
+from ._network_study import minimal_model_comparison as minimal_model_comparison
 from ._network_study import minimal_model_rates as minimal_model_rates
 from ._network_study import network_study as network_study
 from ._network_study import time_scale_map as time_scale_map
@@ -255,6 +256,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "minimal_model_rates",
+    "minimal_model_comparison",
     "time_scale_map",
     "local_exponent",
     "encoder_kernel_overlap",

@@ -29,6 +29,7 @@ __all__ = [
     "minimal_model_rates",
     "time_scale_map",
     "local_exponent",
+    "minimal_model_comparison",
     "encoder_kernel_overlap",
     "network_study",
 ]
@@ -85,6 +86,37 @@ def time_scale_map(measured, predicted) -> dict:
         "ratios": ratios,
         "spread": float(ratios[ok].max() / ratios[ok].min()),
         "log_rms": float(np.sqrt(np.mean((logs - np.log(c)) ** 2))),
+    }
+
+
+def minimal_model_comparison(sweep, n_samples: int, n_classes: int) -> dict:
+    """A [`NetworkSweep`][collapse_jax.NetworkSweep] beside the minimal model with its counts
+    (its first learning rate).
+
+    Returns ``minimal`` (the rates of
+    [`minimal_model_rates`][collapse_jax.minimal_model_rates]), the seed means (NaN-ignoring,
+    [`mean_over_seeds`][collapse_jax.mean_over_seeds]) ``slow_rate_fit`` and ``collapse_step``
+    per ratio, ``slow_time`` (`1/|lr lambda_+/N|`, the minimal model's slow time in steps;
+    inf at `phi = 0`), and the [`time_scale_map`][collapse_jax.time_scale_map]s over the
+    ratios `phi > 0`: ``rate_map`` (network rate against `lr lambda_+/N`) and ``collapse_map``
+    (collapse step against the slow time).
+    """
+    from ._sweep import mean_over_seeds
+
+    summ = {k: np.asarray(v)[:, :, 0] for k, v in sweep.summary.items()}
+    mm = minimal_model_rates(n_samples, n_classes, sweep.frustration, float(sweep.lr[0]))
+    rate = mean_over_seeds(summ["slow_rate_fit"])
+    collapse = mean_over_seeds(summ["collapse_step"])
+    pos = np.asarray(sweep.frustration) > 0
+    with np.errstate(divide="ignore"):
+        slow_time = 1.0 / np.abs(mm["rate_per_step"])
+    return {
+        "minimal": mm,
+        "slow_rate_fit": rate,
+        "collapse_step": collapse,
+        "slow_time": slow_time,
+        "rate_map": time_scale_map(rate[pos], mm["rate_per_step"][pos]),
+        "collapse_map": time_scale_map(collapse[pos], slow_time[pos]),
     }
 
 
@@ -186,15 +218,9 @@ def network_study(
     sweep = network_sweep(data, frustration, seeds, lr=lr, config=config._replace(variant="plain"))
     summ = {k: v[:, :, 0] for k, v in sweep.summary.items()}
     counts = np.bincount(np.asarray(data.labels), minlength=data.n_classes)
-    mm = minimal_model_rates(data.n_samples, data.n_classes, sweep.frustration, lr)
-    rate = mean_over_seeds(summ["slow_rate_fit"])
-    collapse = mean_over_seeds(summ["collapse_step"])
-    positive = sweep.frustration > 0
-    rate_map = time_scale_map(rate[positive], mm["rate_per_step"][positive])
-    # collapse step against the minimal model's slow time 1/|lambda_+| (per step)
-    with np.errstate(divide="ignore"):
-        slow_time = 1.0 / np.abs(mm["rate_per_step"])
-    collapse_map = time_scale_map(collapse[positive], slow_time[positive])
+    cmp = minimal_model_comparison(sweep, data.n_samples, data.n_classes)
+    mm, rate, collapse = cmp["minimal"], cmp["slow_rate_fit"], cmp["collapse_step"]
+    rate_map, collapse_map = cmp["rate_map"], cmp["collapse_map"]
     per_ratio = {
         "frustration": sweep.frustration.tolist(),
         "shared": sweep.shared.tolist(),

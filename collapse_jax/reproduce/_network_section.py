@@ -97,10 +97,9 @@ def _pm(values) -> str:
 def _network(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
     from .._network import DEFAULT_LR, NetworkConfig, network_sweep
     from .._network_data import digits_data
-    from .._network_study import minimal_model_rates, time_scale_map
+    from .._network_study import minimal_model_comparison
     from .._plots import save_figure
     from .._plots._network_study import _fig_network_opening, plot_network_phi
-    from .._sweep import mean_over_seeds
 
     S = "network"
     lr = DEFAULT_LR
@@ -227,7 +226,9 @@ def _network(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
         "least-squares slope sum(dx dy)/sum(dx^2) of log MinL2 over the steps >= last/2, "
         "written out in numpy on the recorded arrays (the library fits with np.polyfit)"
     )
-    mm = minimal_model_rates(data.n_samples, data.n_classes, np.asarray(phis), lr)
+    # the minimal model with the network's counts, and the comparison reported below
+    cmp = minimal_model_comparison(plain, data.n_samples, data.n_classes)
+    mm = cmp["minimal"]
     pos = np.asarray(phis) > 0
     closed, eig = _lambda_plus_references(mm["per_class"][pos], mm["shared"][pos])
     lp = np.asarray(mm["lambda_plus"], dtype=np.float64)[pos]
@@ -280,15 +281,10 @@ def _network(cfg: ReproduceConfig, out: Path, log, ctx) -> Section:
 
     # the comparison with the minimal model (reported, not checked)
     summ = {k: np.asarray(v)[:, :, 0] for k, v in plain.summary.items()}
-    rate = summ["slow_rate_fit"]
-    rate_mean = mean_over_seeds(rate)
+    rate, collapse = summ["slow_rate_fit"], summ["collapse_step"]
+    rate_mean = cmp["slow_rate_fit"]
     pred = np.asarray(mm["rate_per_step"], dtype=np.float64)
-    rate_map = time_scale_map(rate_mean[pos], pred[pos])
-    collapse = summ["collapse_step"]
-    collapse_mean = mean_over_seeds(collapse)
-    with np.errstate(divide="ignore"):
-        slow_time = 1.0 / np.abs(pred)
-    collapse_map = time_scale_map(collapse_mean[pos], slow_time[pos])
+    slow_time, rate_map, collapse_map = cmp["slow_time"], cmp["rate_map"], cmp["collapse_map"]
     better = summ["better_fit"].astype(str)
     n_pow = int(np.sum(better[pos] == "power law"))
     n_exp = int(np.sum(better[pos] == "exponential"))
