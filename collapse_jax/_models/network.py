@@ -159,16 +159,6 @@ def _prediction(state, x):
     return x @ state.W.T if "W" in state._fields else x
 
 
-def _nearest(pred, y, labels):
-    """Nearest-label correctness per sample (ties wrong), distances centred on the label mean."""
-    ybar = jnp.mean(y, axis=0)
-    yc = y - ybar
-    scores = jnp.sum(yc * yc, axis=-1)[None, :] - 2.0 * (pred - ybar) @ yc.T
-    own = jnp.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
-    others = jnp.where(jnp.arange(y.shape[0])[None, :] == labels[:, None], jnp.inf, scores)
-    return own < others.min(axis=1)
-
-
 def network_metrics(model: Model, state, data: NetworkData, args: NetworkArgs) -> dict:
     """What a network training records (docs/network.md, "What is recorded").
 
@@ -184,6 +174,7 @@ def network_metrics(model: Model, state, data: NetworkData, args: NetworkArgs) -
         class_means,
         min_l2_class_means,
         nc1,
+        ncm_counts,
         rankme,
         singular_values,
         std_l2_normalized,
@@ -193,15 +184,20 @@ def network_metrics(model: Model, state, data: NetworkData, args: NetworkArgs) -
     x = state.x(data.X)
     clean = ~data.shared
     finite = jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(state.y))
-    right = _nearest(_prediction(state, x), state.y, data.labels)
-    n_clean = jnp.maximum(jnp.sum(clean), 1)
-    acc = jnp.sum(right & clean).astype(x.dtype) / n_clean
+    clean_labels = jnp.where(clean, data.labels, -1)
+    every_label = jnp.ones(data.n_classes, bool)
+
+    def nearest_label(inputs_x, labels):
+        # nearest-label accuracy = nearest-class-mean scoring with the labels as the means
+        # (ties wrong; unlabelled samples, -1, not counted)
+        right, total = ncm_counts(_prediction(state, inputs_x), labels, state.y, every_label)
+        return right.astype(x.dtype) / jnp.maximum(total, 1).astype(x.dtype)
+
+    acc = nearest_label(x, clean_labels)
     if data.labels_test.shape[0]:
-        right_test = _nearest(_prediction(state, state.x(data.X_test)), state.y, data.labels_test)
-        acc_test = jnp.mean(right_test.astype(x.dtype))
+        acc_test = nearest_label(state.x(data.X_test), data.labels_test)
     else:
         acc_test = jnp.nan
-    clean_labels = jnp.where(clean, data.labels, -1)
     means_clean, counts_clean = class_means(x, clean_labels, data.n_classes)
     means, counts = class_means(x, data.labels, data.n_classes)
     present = counts > 0
