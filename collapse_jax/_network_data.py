@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ._data import _float_dtype
+
 __all__ = [
     "NetworkData",
     "network_data",
@@ -80,10 +82,6 @@ class NetworkData(eqx.Module):
     def class_counts(self) -> np.ndarray:
         """Training samples per class, `(K,)`."""
         return np.bincount(np.asarray(self.labels), minlength=self.n_classes)
-
-
-def _float_dtype():
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 def network_data(
