@@ -17,12 +17,10 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as collapse_jax does, before numpy loads
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
+import jax
+import numpy as np
+import scipy.sparse as sp
+from scipy.integrate import solve_ivp
 
 jax.config.update("jax_enable_x64", True)
 

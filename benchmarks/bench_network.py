@@ -30,12 +30,10 @@ import importlib.util
 import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as collapse_jax does, before numpy loads
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
 jax.config.update("jax_enable_x64", True)
 

@@ -10,17 +10,10 @@ reproduction driver) and ``collapse_jax.cli`` (the ``collapse-jax`` command) are
 applications built on it. The mathematics is in ``docs/theory.md``.
 """
 
-import os
+from importlib.metadata import PackageNotFoundError, version
 
-# Before numpy/scipy load OpenBLAS (JAX's CPU LU and eig run through scipy's LAPACK): the small
-# dense LU solves of implicit solvers thrash with OpenBLAS threads on a few cores (measured here,
-# 2 cores: a 280 x 280 float64 LU took 130-180 ms threaded, 1 ms single-threaded). A value the
-# user set is kept. Import collapse_jax before numpy for it to take effect.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
-
-from . import _deprecated  # noqa: E402
+from . import _deprecated, _threads
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._collapse_metrics import alpha_req as alpha_req
 from ._collapse_metrics import class_means as class_means
 from ._collapse_metrics import min_l2_class_means as min_l2_class_means
@@ -245,9 +238,16 @@ from ._sweep import run_grid as run_grid
 from ._sweep import save_sweep as save_sweep
 from ._sweep import sweep_mesh as sweep_mesh
 from ._sweep import sweep_summary as sweep_summary
+from ._threads import blas_threads as blas_threads
+from ._threads import set_blas_threads as set_blas_threads
 from ._types import EmbeddingState as EmbeddingState
 from ._types import ProjectionState as ProjectionState
 from ._types import TeacherStudentState as TeacherStudentState
+
+# Single-threaded OpenBLAS, whatever was imported first, unless OPENBLAS_NUM_THREADS was set:
+# the small float64 LU of every implicit step is far slower threaded on a few cores
+# (docs/performance.md, "Thread settings"; set_blas_threads changes it).
+_threads._default()
 
 try:
     __version__ = version("collapse_jax")
@@ -334,7 +334,10 @@ __all__ = [
     "embedding_sweep",
     "EmbeddingState",
     "EmbeddingStats",
+    "enable_compilation_cache",
     "environment",
+    "blas_threads",
+    "set_blas_threads",
     "exact_class_distances",
     "exact_min_l2",
     "exact_solution",

@@ -1,11 +1,22 @@
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see collapse_jax/__init__.py
+import jax
+import pytest
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import collapse_jax
 
 jax.config.update("jax_enable_x64", True)
+
+# Warm starts: JAX's persistent compilation cache in .cache/jax of the repository (ignored by
+# git), so that a second local run loads what the first compiled. Through the environment, so
+# that the command-line runs the tests start (here and in subprocesses) use the same folder
+# and never the user's own; COLLAPSE_JAX_CACHE_DIR chooses another, COLLAPSE_JAX_CACHE=0 turns
+# it off. The tests keep equinox's raising runtime checks (the command line's NaN mode is only
+# for a process it runs as the program), so executables holding those checks are not stored.
+os.environ.setdefault(
+    "COLLAPSE_JAX_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "jax")
+)
+collapse_jax.enable_compilation_cache()
 
 
 @pytest.fixture

@@ -50,10 +50,9 @@ def test_notebook_is_committed_clean_and_uses_the_public_api(path):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
                 if node.value.id == "cj":
                     assert not node.attr.startswith("_"), node.attr
-    # the package is imported before numpy (it sets single-threaded OpenBLAS)
+    # the package is imported as cj, in any order (its BLAS thread limit does not depend on it)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert re.search(r"^import collapse_jax as cj", code, re.M)
-    assert code.index("import collapse_jax") < code.index("import numpy")
 
 
 def _execute(path):

@@ -134,6 +134,23 @@ def _add_output_flags(p, progress="progress bar"):
     p.add_argument("--quiet", action="store_true", help=f"no {progress}")
 
 
+def _add_cache_flags(p):
+    """``--no-cache`` and ``--cache-dir``: JAX's persistent compilation cache (every command)."""
+    g = p.add_argument_group("compilation cache (warm starts)")
+    g.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the persistent compilation cache (also: COLLAPSE_JAX_CACHE=0)",
+    )
+    g.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="the cache folder (default: COLLAPSE_JAX_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/collapse_jax/jax or ~/.cache/collapse_jax/jax)",
+    )
+
+
 def _add_int_flag(p, flag, minimum, default, help):
     """An integer flag ``>= minimum`` (its errors name ``flag``)."""
     p.add_argument(flag, type=_int_at_least(flag, minimum), default=default, help=help)

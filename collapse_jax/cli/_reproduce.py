@@ -54,6 +54,12 @@ def run(args, progress):
 
 def print_human(out):
     print(f"report:  {out['report']} ({out['seconds']:.1f} s)")
+    cache = out["cache"]
+    loads = "off" if cache["dir"] is None else f"{cache['hits']} hits, {cache['misses']} misses"
+    print(
+        f"time:    compile {out['compile_seconds']:.1f} s (compilation cache: {loads}), "
+        f"trace {out['trace_seconds']:.1f} s, compute {out['compute_seconds']:.1f} s"
+    )
     print(f"numbers: {out['numbers']}")
     print("figures:")
     for f in out["figures"]:

@@ -48,6 +48,8 @@ from pathlib import Path
 
 import jax
 
+from .._cache import CompileClock, _active_dir, compile_clock
+
 # besides what the driver uses, the private names the tests reach through
 # ``collapse_jax.reproduce`` (and ``Check``, ``Section``, ``TS_*`` for the API page)
 # (the report's figures are built in the plots layer)
@@ -127,9 +129,13 @@ def reproduce(
 
     Returns:
         ``{"report", "figures", "seconds", "numbers", "checks", "passed", "failed",
-        "errors"}``: paths of the report and of every figure, wall seconds, the numbers file,
-        every verification (dicts), counts of passed and failed verifications, and the
-        sections that raised (name -> one-line message).
+        "errors", "compile_seconds", "trace_seconds", "compute_seconds", "cache"}``: paths of
+        the report and of every figure, wall seconds, the numbers file, every verification
+        (dicts), counts of passed and failed verifications, the sections that raised (name ->
+        one-line message), and where the wall time went: XLA compilation (or loading
+        executables from the persistent compilation cache), tracing and lowering to XLA, and
+        the rest (running, the references, the figures); ``cache``: the compilation cache's
+        folder (``None`` when off) and its hits and misses.
     """
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
@@ -146,34 +152,24 @@ def reproduce(
 
     start = time.perf_counter()
     ctx: dict = {}
-    done, errors, seconds = [], {}, {}
+    done, errors, seconds, times = [], {}, {}, {}
     order = [s for s in SECTIONS if s in sections]
-    for k, name in enumerate(order, 1):
-        log(f"[{k}/{len(order)}] {_TITLES[name]}")
-        t0 = time.perf_counter()
-        try:
-            done.append(_RUNNERS[name](cfg, out, log, ctx))
-        except Exception as err:  # a failed section is reported, the others still run
-            msg = f"{type(err).__name__}: {err}".splitlines()[0]
-            errors[name] = msg
-            log(f"  section {name} FAILED: {msg}")
-            done.append(
-                Section(
-                    name,
-                    [
-                        f"**This section failed:** `{msg}`",
-                        "```",
-                        traceback.format_exc().rstrip(),
-                        "```",
-                    ],
-                    [],
-                    [],
-                    {},
-                )
-            )
-        seconds[name] = time.perf_counter() - t0
-        log(f"  {seconds[name]:.1f} s")
-    total = time.perf_counter() - start
+    with compile_clock() as clock:
+        for k, name in enumerate(order, 1):
+            log(f"[{k}/{len(order)}] {_TITLES[name]}")
+            t0, c0 = time.perf_counter(), clock.snapshot()
+            _run_section(name, cfg, out, log, ctx, done, errors)
+            seconds[name] = time.perf_counter() - t0
+            times[name] = _split(seconds[name], c0, clock.snapshot())
+            log(f"  {_fmt_split(times[name])}")
+        total = time.perf_counter() - start
+        overall = _split(total, CompileClock().snapshot(), clock.snapshot())
+    log(f"in all: {_fmt_split(overall)}")
+    cache = {
+        "dir": _active_dir(),
+        "hits": overall.pop("cache_hits"),
+        "misses": overall.pop("cache_misses"),
+    }
     checks = [c for s in done for c in s.checks]
     figures = [f for s in done for f in s.figures]
     env = _environment()
@@ -184,6 +180,9 @@ def reproduce(
         "checks": [c.as_dict() for c in checks],
         "seconds": total,
         "section_seconds": seconds,
+        **{k: overall[k] for k in _TIME_KEYS},
+        "section_times": times,
+        "compilation_cache": cache,
         "errors": errors,
         "environment": env,
         "figures": [Path(f).name for f in figures],
@@ -204,4 +203,43 @@ def reproduce(
         "passed": sum(c.passed for c in checks),
         "failed": sum(not c.passed for c in checks),
         "errors": errors,
+        **{k: overall[k] for k in _TIME_KEYS},
+        "cache": cache,
     }
+
+
+_TIME_KEYS = ("compile_seconds", "trace_seconds", "compute_seconds")
+
+
+def _split(wall: float, before: dict, after: dict) -> dict:
+    """Where ``wall`` seconds went, from two ``compile_clock`` snapshots: compilation (or
+    loading from the cache), tracing and lowering, and the rest; cache hits and misses."""
+    comp = after["compile"] - before["compile"]
+    trace = after["trace"] - before["trace"]
+    return {
+        "seconds": wall,
+        "compile_seconds": comp,
+        "trace_seconds": trace,
+        "compute_seconds": max(wall - comp - trace, 0.0),
+        "cache_hits": after["hits"] - before["hits"],
+        "cache_misses": after["misses"] - before["misses"],
+    }
+
+
+def _fmt_split(t: dict) -> str:
+    return (
+        f"{t['seconds']:.1f} s (compile {t['compile_seconds']:.1f} s, trace "
+        f"{t['trace_seconds']:.1f} s, compute {t['compute_seconds']:.1f} s)"
+    )
+
+
+def _run_section(name, cfg, out, log, ctx, done, errors) -> None:
+    """Run one section into ``done``; one that raises is reported as failed (``errors``)."""
+    try:
+        done.append(_RUNNERS[name](cfg, out, log, ctx))
+    except Exception as err:  # a failed section is reported, the others still run
+        msg = f"{type(err).__name__}: {err}".splitlines()[0]
+        errors[name] = msg
+        log(f"  section {name} FAILED: {msg}")
+        body = [f"**This section failed:** `{msg}`", "```", traceback.format_exc().rstrip(), "```"]
+        done.append(Section(name, body, [], [], {}))

@@ -26,6 +26,12 @@ def _environment() -> dict:
     return env
 
 
+def _cache_line(cache: dict) -> str:
+    if cache["dir"] is None:
+        return "off"
+    return f"{cache['hits']} hits, {cache['misses']} misses"
+
+
 def _check_row(k: int, c: Check) -> str:
     status = "pass" if c.passed else "**FAIL**"
     what = c.what.replace("|", "\\|")  # a pipe would end the table cell
@@ -56,6 +62,10 @@ def _report(sections: list[Section], checks: list[Check], numbers: dict, command
         f"- wall time: {numbers['seconds']:.1f} s ("
         + ", ".join(f"{k} {v:.1f} s" for k, v in numbers["section_seconds"].items())
         + ")",
+        f"- of which XLA compilation {numbers['compile_seconds']:.1f} s (or loading from the "
+        f"persistent compilation cache: {_cache_line(numbers['compilation_cache'])}), tracing "
+        f"{numbers['trace_seconds']:.1f} s, compute and the rest "
+        f"{numbers['compute_seconds']:.1f} s",
         f"- device: {env['backend']} — {', '.join(env['devices'])}; {env['cpu_count']} CPU "
         f"cores, {env['processor']}; float64 = {env['x64']}",
         "- versions: "
