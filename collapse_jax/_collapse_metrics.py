@@ -2,8 +2,10 @@
 
 Embeddings `Z` of shape `(N, D)` from any model (and optionally integer labels). Every metric
 below is a pure JAX function, float64 when ``jax_enable_x64`` is on (inputs are promoted to
-the default float type); [`diagnose`][collapse_jax.diagnose] computes them all at once. The
-conventions fixed here (docs/theory.md §5 asks for them to be stated):
+the default float type); [`diagnose`][collapse_jax.diagnose] computes them all at once. Their
+cores (``_rankme``, ``_alpha_req``, ``_nc1``, ...) take the array module, ``jnp`` or ``numpy``:
+``diagnose`` runs the same code in numpy where that spares a compilation (docs/diagnostics.md
+§10). The conventions fixed here (docs/theory.md §5 asks for them to be stated):
 
 * **Spectrum.** `sigma_1 >= ... >= sigma_D >= 0` are the singular values of the centred
   embeddings `Z - 1 mu^T` (`D` values; those beyond `min(N - 1, D)` are 0). Covariance
@@ -100,7 +102,7 @@ def _default_rtol(dim: int, dtype) -> float:
     return 10.0 * dim * float(jnp.finfo(dtype).eps)
 
 
-def _pow2_scale(*arrays) -> Array:
+def _pow2_scale(*arrays, xp=jnp) -> Array:
     """1 when `max |a|` over ``arrays`` lies in `[2^-60, 2^60]` (or is 0), else the power of
     two `c` with `max |a| / c` in `[0.5, 1)`.
 
@@ -109,10 +111,10 @@ def _pow2_scale(*arrays) -> Array:
     square (nor fourth power) of `a / c` overflows or underflows; within the range the data
     are left as they are, so their numbers are unchanged to the last bit.
     """
-    top = jnp.max(jnp.stack([jnp.max(jnp.abs(a), initial=0.0) for a in arrays]))
-    _, e = jnp.frexp(top)
+    top = xp.max(xp.stack([xp.max(xp.abs(a), initial=0.0) for a in arrays]))
+    _, e = xp.frexp(top)
     keep = (top == 0) | ((top >= 2.0**-60) & (top <= 2.0**60))
-    return jnp.where(keep, 1.0, jnp.ldexp(jnp.ones((), top.dtype), e)).astype(top.dtype)
+    return xp.asarray(xp.where(keep, 1.0, xp.ldexp(xp.ones((), top.dtype), e)), top.dtype)
 
 
 def _normalize_rows(z: Array) -> Array:
@@ -150,11 +152,11 @@ def singular_values(
     return c * jnp.where(s > rtol * jnp.linalg.norm(zs), s, 0.0)
 
 
-def _entropy_exp(w: Float[Array, " k"]) -> Float[Array, ""]:
-    total = jnp.sum(w)
-    p = w / jnp.where(total > 0, total, 1.0)
-    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
-    return jnp.where(total > 0, jnp.exp(-jnp.sum(plogp)), 0.0)
+def _entropy_exp(w: Float[Array, " k"], xp=jnp) -> Float[Array, ""]:
+    total = xp.sum(w)
+    p = w / xp.where(total > 0, total, 1.0)
+    plogp = xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0)
+    return xp.where(total > 0, xp.exp(-xp.sum(plogp)), 0.0)
 
 
 def rankme(sv: Float[Array, " k"], *, eigenvalues: bool = False) -> Float[Array, ""]:
@@ -168,17 +170,23 @@ def rankme(sv: Float[Array, " k"], *, eigenvalues: bool = False) -> Float[Array,
     Returns:
         RankMe in `[1, k]`, or 0 when every value is 0 (a constant input).
     """
-    sv = jnp.asarray(sv)
-    sv = sv / _pow2_scale(sv)  # scale-free: exact rescaling, no overflow of sv^2
-    return _entropy_exp(sv * sv if eigenvalues else sv)
+    return _rankme(jnp.asarray(sv), eigenvalues, jnp)
+
+
+def _rankme(sv, eigenvalues, xp):
+    sv = sv / _pow2_scale(sv, xp=xp)  # scale-free: exact rescaling, no overflow of sv^2
+    return _entropy_exp(sv * sv if eigenvalues else sv, xp)
 
 
 def participation_ratio(sv: Float[Array, " k"]) -> Float[Array, ""]:
     """`PR = (sum lambda)^2 / sum lambda^2` of `lambda = sigma^2`; 0 when all vanish (§5)."""
-    sv = jnp.asarray(sv)
-    lam = (sv / _pow2_scale(sv)) ** 2  # scale-free: exact rescaling, no overflow of sv^4
-    s2 = jnp.sum(lam * lam)
-    return jnp.where(s2 > 0, jnp.sum(lam) ** 2 / jnp.where(s2 > 0, s2, 1.0), 0.0)
+    return _participation_ratio(jnp.asarray(sv), jnp)
+
+
+def _participation_ratio(sv, xp):
+    lam = (sv / _pow2_scale(sv, xp=xp)) ** 2  # scale-free: exact rescaling, no overflow of sv^4
+    s2 = xp.sum(lam * lam)
+    return xp.where(s2 > 0, xp.sum(lam) ** 2 / xp.where(s2 > 0, s2, 1.0), 0.0)
 
 
 def n_components(sv: Float[Array, " k"], fraction: float = 0.95) -> Array:
@@ -187,15 +195,18 @@ def n_components(sv: Float[Array, " k"], fraction: float = 0.95) -> Array:
     ``sv`` must be sorted descending. The comparison has a relative slack of `1e-12`; the
     result is 0 when every `lambda` is 0.
     """
-    sv = jnp.asarray(sv)
-    lam = (sv / _pow2_scale(sv)) ** 2
-    total = jnp.sum(lam)
-    reached = jnp.cumsum(lam) >= (fraction - _SLACK_95) * total
-    k = jnp.argmax(reached) + 1
-    return jnp.where(total > 0, k, 0)
+    return _n_components(jnp.asarray(sv), fraction, jnp)
 
 
-def _alpha_fit_range(sv: Float[Array, " k"], fit_range: tuple[int, int] | None = None):
+def _n_components(sv, fraction, xp):
+    lam = (sv / _pow2_scale(sv, xp=xp)) ** 2
+    total = xp.sum(lam)
+    reached = xp.cumsum(lam) >= (fraction - _SLACK_95) * total
+    k = xp.argmax(reached) + 1
+    return xp.where(total > 0, k, 0)
+
+
+def _alpha_fit_range(sv: Float[Array, " k"], fit_range: tuple[int, int] | None = None, xp=jnp):
     """The ranks `(k_min, k_max)` that [`alpha_req`][collapse_jax.alpha_req] fits (traceable).
 
     ``fit_range`` (default `ALPHA_REQ_FIT_RANGE` = ranks 11..100 when the numerical rank
@@ -203,14 +214,14 @@ def _alpha_fit_range(sv: Float[Array, " k"], fit_range: tuple[int, int] | None =
     positive values of the descending ``sv``. Fewer than two ranks in range when
     `k_max < k_min + 1`.
     """
-    r = jnp.sum(jnp.asarray(sv) > 0)
+    r = xp.sum(xp.asarray(sv) > 0)
     if fit_range is None:
         long = r >= ALPHA_REQ_MIN_RANK
-        lo = jnp.where(long, ALPHA_REQ_FIT_RANGE[0], 1)
-        hi = jnp.where(long, ALPHA_REQ_FIT_RANGE[1], r)
+        lo = xp.where(long, ALPHA_REQ_FIT_RANGE[0], 1)
+        hi = xp.where(long, ALPHA_REQ_FIT_RANGE[1], r)
     else:
         lo, hi = fit_range
-    return jnp.asarray(lo, r.dtype), jnp.minimum(jnp.asarray(hi, r.dtype), r)
+    return xp.asarray(lo, r.dtype), xp.minimum(xp.asarray(hi, r.dtype), r)
 
 
 def alpha_req(
@@ -229,27 +240,30 @@ def alpha_req(
         `r2 = 1` for a spectrum flat up to round-off (spread of `log lambda` within
         `1e4 eps (1 + max |log lambda|)`, eigenvalues scaled to a largest value near 1).
     """
-    sv = jnp.asarray(sv)
-    lam = (sv / _pow2_scale(sv)) ** 2  # scale-free: exact rescaling, no overflow of sv^2
-    k = jnp.arange(1, lam.shape[0] + 1)
-    lo, hi = _alpha_fit_range(sv, fit_range)
+    return _alpha_req(jnp.asarray(sv), fit_range, jnp)
+
+
+def _alpha_req(sv, fit_range, xp):
+    lam = (sv / _pow2_scale(sv, xp=xp)) ** 2  # scale-free: exact rescaling, no overflow of sv^2
+    k = xp.arange(1, lam.shape[0] + 1)
+    lo, hi = _alpha_fit_range(sv, fit_range, xp)
     w = ((k >= lo) & (k <= hi) & (lam > 0)).astype(lam.dtype)
-    n = jnp.sum(w)
-    x = jnp.log(k.astype(lam.dtype))
-    y = jnp.log(jnp.where(lam > 0, lam, 1.0))
-    safe_n = jnp.maximum(n, 1.0)
-    xm, ym = jnp.sum(w * x) / safe_n, jnp.sum(w * y) / safe_n
-    sxx = jnp.sum(w * (x - xm) ** 2)
-    sxy = jnp.sum(w * (x - xm) * (y - ym))
-    syy = jnp.sum(w * (y - ym) ** 2)
+    n = xp.sum(w)
+    x = xp.log(k.astype(lam.dtype))
+    y = xp.log(xp.where(lam > 0, lam, 1.0))
+    safe_n = xp.maximum(n, 1.0)
+    xm, ym = xp.sum(w * x) / safe_n, xp.sum(w * y) / safe_n
+    sxx = xp.sum(w * (x - xm) ** 2)
+    sxy = xp.sum(w * (x - xm) * (y - ym))
+    syy = xp.sum(w * (y - ym) ** 2)
     ok = n >= 2
-    slope = sxy / jnp.where(ok, sxx, 1.0)
-    resid = jnp.sum(w * (y - ym - slope * (x - xm)) ** 2)
+    slope = sxy / xp.where(ok, sxx, 1.0)
+    resid = xp.sum(w * (y - ym - slope * (x - xm)) ** 2)
     # flat up to round-off of the eigenvalues: R^2 of noise would mean nothing, alpha = 0 fits
-    flat_tol = 1e4 * jnp.finfo(lam.dtype).eps * (1.0 + jnp.max(jnp.abs(w * y)))
+    flat_tol = 1e4 * xp.finfo(lam.dtype).eps * (1.0 + xp.max(xp.abs(w * y)))
     flat = syy <= n * flat_tol**2
-    r2 = jnp.where(flat, 1.0, 1.0 - resid / jnp.where(flat, 1.0, syy))
-    return jnp.where(ok, -slope, jnp.inf), jnp.where(ok, r2, jnp.nan)
+    r2 = xp.where(flat, 1.0, 1.0 - resid / xp.where(flat, 1.0, syy))
+    return xp.where(ok, -slope, xp.inf), xp.where(ok, r2, xp.nan)
 
 
 def class_means(
@@ -262,33 +276,37 @@ def class_means(
     return (onehot.T @ z) / jnp.maximum(counts, 1.0)[:, None], counts
 
 
-def _centred_means(means, present):
+def _centred_means(means, present, xp=jnp):
     p = present.astype(means.dtype)
-    kp = jnp.maximum(jnp.sum(p), 1.0)
-    mbar = jnp.sum(p[:, None] * means, axis=0) / kp
+    kp = xp.maximum(xp.sum(p), 1.0)
+    mbar = xp.sum(p[:, None] * means, axis=0) / kp
     return p[:, None] * (means - mbar), p
 
 
 def min_l2_class_means(means, present) -> Float[Array, ""]:
     """`min_{c != c'} |mu_c - mu_c'|` over present classes (inf with fewer than two)."""
-    pair = present[:, None] & present[None, :] & ~jnp.eye(means.shape[0], dtype=bool)
+    return _min_l2(means, present, jnp)
+
+
+def _min_l2(means, present, xp):
+    pair = present[:, None] & present[None, :] & ~xp.eye(means.shape[0], dtype=bool)
 
     def smallest(m):
-        mc, _ = _centred_means(m, present)  # differences are shift-free; centring helps
+        mc, _ = _centred_means(m, present, xp)  # differences are shift-free; centring helps
         diff = mc[:, None, :] - mc[None, :, :]
-        return jnp.min(jnp.where(pair, jnp.sqrt(jnp.sum(diff * diff, axis=-1)), jnp.inf))
+        return xp.min(xp.where(pair, xp.sqrt(xp.sum(diff * diff, axis=-1)), xp.inf))
 
-    c = _pow2_scale(jnp.where(present[:, None], means, 0.0))
+    c = _pow2_scale(xp.where(present[:, None], means, 0.0), xp=xp)
     # at c = 1 the data as they are (the same round-off as ever); else rescaled, exactly
-    return jnp.where(c == 1.0, smallest(means), c * smallest(means / c))
+    return xp.where(c == 1.0, smallest(means), c * smallest(means / c))
 
 
-def _pinv_rows(mc, rtol, scale):
+def _pinv_rows(mc, rtol, scale, xp=jnp):
     """Pseudo-inverse `Mt^+` (D x K) with singular values `<= rtol * scale` dropped."""
-    u, s, vt = jnp.linalg.svd(mc, full_matrices=False)
+    u, s, vt = xp.linalg.svd(mc, full_matrices=False)
     keep = s > rtol * scale
-    inv = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
-    return (vt.T * inv) @ u.T, jnp.any(keep)
+    inv = xp.where(keep, 1.0 / xp.where(keep, s, 1.0), 0.0)
+    return (vt.T * inv) @ u.T, xp.any(keep)
 
 
 def nc1(r_within, n_labelled, means, present, *, rtol: float | None = None):
@@ -305,16 +323,20 @@ def nc1(r_within, n_labelled, means, present, *, rtol: float | None = None):
     Returns:
         NC1; `+inf` when the class means coincide.
     """
-    means = jnp.where(present[:, None], means, 0.0)
-    c = _pow2_scale(means, r_within)  # NC1 is scale-free: exact rescaling, no overflow
+    return _nc1(r_within, n_labelled, means, present, rtol, jnp)
+
+
+def _nc1(r_within, n_labelled, means, present, rtol, xp):
+    means = xp.where(present[:, None], means, 0.0)
+    c = _pow2_scale(means, r_within, xp=xp)  # NC1 is scale-free: exact rescaling, no overflow
     means, r_within = means / c, r_within / c
-    mc, _ = _centred_means(means, present)
+    mc, _ = _centred_means(means, present, xp)
     D = means.shape[1]
     rtol = _default_rtol(D, means.dtype) if rtol is None else rtol
-    scale = jnp.linalg.norm(jnp.where(present[:, None], means, 0.0))
-    pinv, any_between = _pinv_rows(mc, rtol, scale)
-    value = jnp.sum((r_within @ pinv) ** 2) / jnp.maximum(n_labelled, 1.0)
-    return jnp.where(any_between, value, jnp.inf)
+    scale = xp.linalg.norm(xp.where(present[:, None], means, 0.0))
+    pinv, any_between = _pinv_rows(mc, rtol, scale, xp)
+    value = xp.sum((r_within @ pinv) ** 2) / xp.maximum(n_labelled, 1.0)
+    return xp.where(any_between, value, xp.inf)
 
 
 def nc2(means, present) -> Float[Array, ""]:
@@ -323,16 +345,20 @@ def nc2(means, present) -> Float[Array, ""]:
     Over present classes only; NaN when the centred class means are all 0 or fewer than two
     classes are present.
     """
-    means = jnp.where(present[:, None], means, 0.0)
-    mc, p = _centred_means(means / _pow2_scale(means), present)  # scale-free, no overflow
-    kp = jnp.sum(p)
+    return _nc2(means, present, jnp)
+
+
+def _nc2(means, present, xp):
+    means = xp.where(present[:, None], means, 0.0)
+    mc, p = _centred_means(means / _pow2_scale(means, xp=xp), present, xp)  # scale-free
+    kp = xp.sum(p)
     G = mc @ mc.T
-    gnorm = jnp.linalg.norm(G)
-    eye = jnp.eye(means.shape[0], dtype=means.dtype)
-    target = p[:, None] * p[None, :] * (eye - 1.0 / jnp.maximum(kp, 1.0))
-    target = target / jnp.sqrt(jnp.maximum(kp - 1.0, 1.0))
-    value = jnp.linalg.norm(G / jnp.where(gnorm > 0, gnorm, 1.0) - target)
-    return jnp.where((gnorm > 0) & (kp >= 2), value, jnp.nan)
+    gnorm = xp.linalg.norm(G)
+    eye = xp.eye(means.shape[0], dtype=means.dtype)
+    target = p[:, None] * p[None, :] * (eye - 1.0 / xp.maximum(kp, 1.0))
+    target = target / xp.sqrt(xp.maximum(kp - 1.0, 1.0))
+    value = xp.linalg.norm(G / xp.where(gnorm > 0, gnorm, 1.0) - target)
+    return xp.where((gnorm > 0) & (kp >= 2), value, xp.nan)
 
 
 def ncm_counts(z, labels, means, present) -> tuple[Array, Array]:
@@ -342,23 +368,23 @@ def ncm_counts(z, labels, means, present) -> tuple[Array, Array]:
     `|z - mu_c|^2` without cancellation against `|z|^2`; absent classes never win. Sum the
     counts over batches for a streaming second pass.
     """
-    z = _float(z)
-    labels = jnp.asarray(labels)
-    means = jnp.where(present[:, None], means, 0.0)
-    c = _pow2_scale(z, means)  # the ranking is scale-free: exact rescaling, no overflow
+    return _ncm_counts(_float(z), jnp.asarray(labels), means, present, jnp)
+
+
+def _ncm_counts(z, labels, means, present, xp):
+    means = xp.where(present[:, None], means, 0.0)
+    c = _pow2_scale(z, means, xp=xp)  # the ranking is scale-free: exact rescaling, no overflow
     z, means = z / c, means / c
-    mc, _ = _centred_means(means, present)
-    mbar = jnp.sum(jnp.where(present[:, None], means, 0.0), axis=0) / jnp.maximum(
-        jnp.sum(present), 1
-    )
-    scores = jnp.sum(mc * mc, axis=-1)[None, :] - 2.0 * (z - mbar) @ mc.T
-    scores = jnp.where(present[None, :], scores, jnp.inf)
+    mc, _ = _centred_means(means, present, xp)
+    mbar = xp.sum(xp.where(present[:, None], means, 0.0), axis=0) / xp.maximum(xp.sum(present), 1)
+    scores = xp.sum(mc * mc, axis=-1)[None, :] - 2.0 * (z - mbar) @ mc.T
+    scores = xp.where(present[None, :], scores, xp.inf)
     labelled = labels >= 0
-    safe = jnp.where(labelled, labels, 0)
-    own = jnp.take_along_axis(scores, safe[:, None], axis=1)[:, 0]
-    others = jnp.where(jnp.arange(means.shape[0])[None, :] == safe[:, None], jnp.inf, scores)
+    safe = xp.where(labelled, labels, 0)
+    own = xp.take_along_axis(scores, safe[:, None], axis=1)[:, 0]
+    others = xp.where(xp.arange(means.shape[0])[None, :] == safe[:, None], xp.inf, scores)
     correct = labelled & (own < others.min(axis=1))
-    return jnp.sum(correct), jnp.sum(labelled)
+    return xp.sum(correct), xp.sum(labelled)
 
 
 def ncm_accuracy(z, labels, n_classes: int) -> Float[Array, ""]:

@@ -20,6 +20,28 @@ summaries through the QR factorisation of `[R_a; R_b; sqrt(n_a n_b / (n_a + n_b)
 accumulating the Gram matrix `Z^T Z` instead loses ~1e-3 on RankMe (docs/theory.md §5).
 Nearest-class-mean accuracy needs the final class means, hence a second pass
 ([`ncm_counts`][collapse_jax.ncm_counts]).
+
+**How [`diagnose`][collapse_jax.diagnose] computes.** Two routes, the same numbers to the
+round-off stated here (docs/diagnostics.md §10):
+
+* *Gram route*, for a float32 (or float16) array in host memory with `N >= D` (numpy, a
+  ``np.memmap``, a JAX array on the CPU): numpy reads it a block of rows at a time into one
+  float64 buffer and keeps the count, the mean, the centred scatter `G = Z_c^T Z_c` (one
+  symmetric rank-k update per block, merged by the Chan update `G = G_a + G_b + (n_a n_b / n)
+  d d^T`), the moments of the normalised rows and the class means; the singular values are
+  `sqrt(eigvalsh(G))`. With labels, a second pass gives the nearest-class-mean counts and the
+  within-class scatter on the span of the class means (all that NC1 reads of it). The metrics
+  are the same functions as under ``jit``, evaluated in numpy (their cores take the array
+  module), so a one-shot call compiles nothing and makes no `N x D` float64 copy. Forming `G`
+  costs the small singular values: a kept `sigma_k` carries a round-off of about
+  `eps_64 sigma_1^2 / sigma_k`; the route is taken only where this stays `1000x` below what
+  rounding the data to their own type can do (`eps_in |Z|_F`): `rtol >= 1000 eps_64 / eps_in`,
+  true for the default cut of float32 data from `D = 2` on.
+* *QR route*, for everything else (float64 or integer data, traced or accelerator arrays, a
+  ``rtol`` below that): the factors above, in JAX; with ``chunk``, batch by batch through
+  [`embedding_stats`][collapse_jax.embedding_stats] and
+  [`merge_stats`][collapse_jax.merge_stats], then a second pass of
+  [`ncm_counts`][collapse_jax.ncm_counts]'s scoring.
 """
 
 from __future__ import annotations
@@ -33,22 +55,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _diagnostics_gram as _gram
 from ._collapse_metrics import (
     ALPHA_REQ_MIN_R2,
     _alpha_fit_range,
+    _alpha_req,
     _default_rtol,
     _float,
+    _min_l2,
+    _n_components,
+    _nc1,
+    _nc2,
     _normalize_rows,
+    _participation_ratio,
     _pow2_scale,
-    alpha_req,
+    _rankme,
     class_means,
-    min_l2_class_means,
-    n_components,
-    nc1,
-    nc2,
     ncm_counts,
-    participation_ratio,
-    rankme,
 )
 from ._types import Array, EmbeddingState, Float
 
@@ -74,8 +97,12 @@ def collapse_verdict(
     """``collapsed`` = `RankMe < rankme_fraction min(D, N-1)` or
     `std < std_fraction / sqrt(D)` ([`COLLAPSE_RULE`][collapse_jax.COLLAPSE_RULE],
     module docstring)."""
-    top = jnp.minimum(dim, jnp.maximum(n_samples - 1, 1))
-    return (rankme_value < rankme_fraction * top) | (std_value < std_fraction / jnp.sqrt(dim))
+    return _verdict(rankme_value, std_value, n_samples, dim, rankme_fraction, std_fraction, jnp)
+
+
+def _verdict(rankme_value, std_value, n_samples, dim, rankme_fraction, std_fraction, xp):
+    top = xp.minimum(dim, xp.maximum(n_samples - 1, 1))
+    return (rankme_value < rankme_fraction * top) | (std_value < std_fraction / xp.sqrt(dim))
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -125,9 +152,12 @@ def _batch_stats(z, labels, n_classes, pad=True):
     umean = jnp.mean(u, axis=0)
     mean = jnp.mean(z, axis=0)
     means, counts = class_means(z, labels, n_classes)
-    onehot = jax.nn.one_hot(labels, n_classes, dtype=z.dtype)
-    dev = z - onehot @ means
-    dev = jnp.where((labels >= 0)[:, None], dev, 0.0)
+    if n_classes == 0:  # no classes: the within-class factor is empty, skip its QR
+        r_within = jnp.zeros((D if pad else min(N, D), D), z.dtype)
+    else:
+        onehot = jax.nn.one_hot(labels, n_classes, dtype=z.dtype)
+        dev = jnp.where((labels >= 0)[:, None], z - onehot @ means, 0.0)
+        r_within = _r_factor(dev, D, pad)
     return EmbeddingStats(
         count=jnp.asarray(N, z.dtype),
         mean=mean,
@@ -136,7 +166,7 @@ def _batch_stats(z, labels, n_classes, pad=True):
         norm_m2=jnp.sum((u - umean) ** 2, axis=0),
         class_count=counts,
         class_mean=means,
-        r_within=_r_factor(dev, D, pad),
+        r_within=r_within,
     )
 
 
@@ -149,10 +179,10 @@ def _check_matrix(z, name="embeddings"):
         raise TypeError(f"{name} must be real numbers, got dtype {z.dtype}")
 
 
-def _prepare_labels(labels, N, n_classes):
+def _prepare_labels(labels, N, n_classes, xp=jnp):
     if labels is None:
         return jnp.full((N,), -1, jnp.int32), 0 if n_classes is None else n_classes
-    labels = jnp.asarray(labels)
+    labels = xp.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != N:
         raise ValueError(f"labels must have shape ({N},), got {labels.shape}")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
@@ -239,6 +269,44 @@ def stream_stats(batches: Iterable, *, n_classes: int = 0) -> EmbeddingStats:
     return total
 
 
+def _metrics(s, n, norm_m2, cc, cm, r_within, rtol, fit_range, fractions, eig, xp=jnp):
+    """Every metric of the cut singular values ``s`` and the class summaries (traced, or in
+    numpy with ``xp=np``: the same functions, no compilation)."""
+    D = s.shape[0]
+    std = xp.mean(xp.sqrt(norm_m2 / xp.maximum(n, 1.0)))
+    rm = _rankme(s, False, xp)
+    alpha, r2 = _alpha_req(s, fit_range, xp)
+    out = {
+        "n_samples": n,
+        "dim": D,
+        "std_l2_normalized": std,
+        "isotropic_std": 1.0 / xp.sqrt(xp.asarray(D, s.dtype)),
+        "rankme": rm,
+        "participation_ratio": _participation_ratio(s, xp),
+        "n_components_95": _n_components(s, 0.95, xp),
+        "numerical_rank": xp.sum(s > 0),
+        "alpha_req": alpha,
+        "alpha_req_r2": r2,
+        "alpha_req_fit_range": xp.stack(_alpha_fit_range(s, fit_range, xp)),
+        "alpha_req_poor_fit": ~(r2 >= ALPHA_REQ_MIN_R2),
+        "singular_values": s,
+        "collapsed": _verdict(rm, std, n, D, *fractions, xp),
+    }
+    if eig:
+        out["rankme_eigenvalues"] = _rankme(s, True, xp)
+    if cc.shape[0] > 0:
+        present = cc > 0
+        out.update(
+            n_classes_present=xp.sum(present),
+            class_counts=cc,
+            class_means=cm,
+            min_l2_class_means=_min_l2(cm, present, xp),
+            nc1=_nc1(r_within, xp.sum(cc), cm, present, rtol, xp),
+            nc2=_nc2(cm, present, xp),
+        )
+    return out
+
+
 @partial(jax.jit, static_argnames=("fit_range", "eigen_rankme"))
 def _finalize(stats, rtol, fit_range, rankme_fraction, std_fraction, eigen_rankme):
     D = stats.mean.shape[0]
@@ -249,41 +317,37 @@ def _finalize(stats, rtol, fit_range, rankme_fraction, std_fraction, eigen_rankm
     s = jnp.concatenate([s, jnp.zeros(max(D - s.shape[0], 0), s.dtype)])
     frob = jnp.sqrt(jnp.sum(r**2) + n * jnp.sum(mean**2))
     s = c * jnp.where(s > rtol * frob, s, 0.0)
-    std = jnp.mean(jnp.sqrt(stats.norm_m2 / jnp.maximum(n, 1.0)))
-    rm = rankme(s)
-    alpha, r2 = alpha_req(s, fit_range)
-    out = {
-        "n_samples": n,
-        "dim": D,
-        "std_l2_normalized": std,
-        "isotropic_std": 1.0 / jnp.sqrt(jnp.asarray(D, s.dtype)),
-        "rankme": rm,
-        "participation_ratio": participation_ratio(s),
-        "n_components_95": n_components(s, 0.95),
-        "numerical_rank": jnp.sum(s > 0),
-        "alpha_req": alpha,
-        "alpha_req_r2": r2,
-        "alpha_req_fit_range": jnp.stack(_alpha_fit_range(s, fit_range)),
-        "alpha_req_poor_fit": ~(r2 >= ALPHA_REQ_MIN_R2),
-        "singular_values": s,
-        "collapsed": collapse_verdict(
-            rm, std, n, D, rankme_fraction=rankme_fraction, std_fraction=std_fraction
-        ),
-    }
-    if eigen_rankme:
-        out["rankme_eigenvalues"] = rankme(s, eigenvalues=True)
-    if stats.class_count.shape[0] > 0:
-        present = stats.class_count > 0
-        n_l = jnp.sum(stats.class_count)
-        out.update(
-            n_classes_present=jnp.sum(present),
-            class_counts=stats.class_count,
-            class_means=stats.class_mean,
-            min_l2_class_means=min_l2_class_means(stats.class_mean, present),
-            nc1=nc1(stats.r_within, n_l, stats.class_mean, present, rtol=rtol),
-            nc2=nc2(stats.class_mean, present),
-        )
-    return out
+    return _metrics(
+        s,
+        n,
+        stats.norm_m2,
+        stats.class_count,
+        stats.class_mean,
+        stats.r_within,
+        rtol,
+        fit_range,
+        (rankme_fraction, std_fraction),
+        eigen_rankme,
+    )
+
+
+def _options(
+    D,
+    rtol=None,
+    fit_range=None,
+    rankme_fraction=0.1,
+    std_fraction=0.01,
+    rankme_eigenvalues=False,
+    *,
+    dtype=None,
+):
+    """Checked options of [`diagnostics_from_stats`][collapse_jax.diagnostics_from_stats]."""
+    rtol = _default_rtol(D, dtype) if rtol is None else float(rtol)
+    if fit_range is not None:
+        fit_range = (int(fit_range[0]), int(fit_range[1]))
+        if not 1 <= fit_range[0] <= fit_range[1]:
+            raise ValueError(f"fit_range must satisfy 1 <= k_min <= k_max, got {fit_range}")
+    return rtol, fit_range, (rankme_fraction, std_fraction), bool(rankme_eigenvalues)
 
 
 def diagnostics_from_stats(
@@ -307,15 +371,16 @@ def diagnostics_from_stats(
     ``n_classes_present``, ``class_counts``, ``class_means``, ``min_l2_class_means``,
     ``nc1``, ``nc2``.
     """
-    D = stats.mean.shape[0]
-    rtol = _default_rtol(D, stats.mean.dtype) if rtol is None else float(rtol)
-    if fit_range is not None:
-        fit_range = (int(fit_range[0]), int(fit_range[1]))
-        if not 1 <= fit_range[0] <= fit_range[1]:
-            raise ValueError(f"fit_range must satisfy 1 <= k_min <= k_max, got {fit_range}")
-    return _finalize(
-        stats, rtol, fit_range, rankme_fraction, std_fraction, bool(rankme_eigenvalues)
+    rtol, fit_range, fractions, eig = _options(
+        stats.mean.shape[0],
+        rtol,
+        fit_range,
+        rankme_fraction,
+        std_fraction,
+        rankme_eigenvalues,
+        dtype=stats.mean.dtype,
     )
+    return _finalize(stats, rtol, fit_range, *fractions, eig)
 
 
 def _with_ncm(out, z, labels):
@@ -325,43 +390,122 @@ def _with_ncm(out, z, labels):
     return out
 
 
+# ----------------------------------------------------------------------------- by blocks of rows
+
+
+def _gram_diagnose(z, labels, K, rows, rtol, fit_range, fractions, eig):
+    """The Gram route over blocks of ``rows`` (module docstring, ``_diagnostics_gram.py``):
+    numpy throughout, the metrics included (the same functions as under ``jit``), so nothing
+    is compiled; the results are handed back as JAX arrays."""
+    stats = _gram.gram_stats(z, labels, K, rows)
+    s, frob = _gram.spectrum(stats)
+    r_within = np.zeros((min(K, z.shape[1]), z.shape[1]))
+    if labels is not None:
+        correct, total, r_within = _gram.second_pass(z, labels, stats, rows)
+    with np.errstate(all="ignore"):  # both branches of every where(), as under jit
+        out = _metrics(
+            np.where(s > rtol * frob, s, 0.0), np.float64(stats.count), stats.norm_m2,
+            stats.class_count, stats.class_mean, r_within, rtol, fit_range, fractions, eig, np,
+        )  # fmt: skip
+    if labels is not None:
+        out["ncm_accuracy"] = np.float64(correct / max(total, 1))
+    return {key: jax.device_put(value) for key, value in out.items()}  # no compilation
+
+
+def _qr_diagnose(z, labels, K, rows, rtol, fit_range, fractions, eig):
+    """The QR route batch by batch, through the public streaming functions."""
+    stats = None
+    for a in range(0, z.shape[0], rows):
+        lab = None if labels is None else labels[a : a + rows]
+        s = embedding_stats(_gram.read_block(z, a, rows), lab, n_classes=K)
+        stats = s if stats is None else merge_stats(stats, s)
+    out = _finalize(stats, rtol, fit_range, *fractions, eig)
+    if labels is not None:  # second pass: nearest-class-mean counts with the final means
+        present = out["class_counts"] > 0
+        correct, total = _gram.ncm_pass(z, labels, out["class_means"], present, rows)
+        out["ncm_accuracy"] = jnp.asarray(correct) / jnp.maximum(jnp.asarray(total), 1)
+    return out
+
+
+def _data_rtol(in_dtype, D):
+    """The default cut of [`diagnose`][collapse_jax.diagnose]: ``10 D eps`` of the input's
+    float type where it is coarser than the computation's (a float32 input is exact only to
+    float32's eps), else of the computation's."""
+    work = jnp.promote_types(in_dtype, jnp.result_type(float))
+    coarse = np.issubdtype(in_dtype, np.floating) and np.finfo(in_dtype).eps > np.finfo(work).eps
+    return _default_rtol(D, in_dtype if coarse else work)
+
+
+def _check_chunk(chunk):
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
+        raise ValueError(f"chunk must be a positive number of rows, got {chunk!r}")
+    return int(chunk)
+
+
 def diagnose(
     z: Float[Array, "samples dim"],
     labels=None,
     *,
     n_classes: int | None = None,
+    chunk: int | None = None,
     **options,
 ) -> dict[str, Array]:
     """All collapse diagnostics of one embedding array (docs/theory.md §5, module docstring).
 
-    The one-shot path is the streaming path with a single batch, so both give the same
-    numbers; it keeps the factors at `min(N, D) x D`, so a wide array (`N < D`) costs
-    `O(N D)` memory, not `O(D^2)`. ``options`` go to
+    The numbers are those of the streaming path with a single batch. How they are computed
+    (module docstring): a float32 array in host memory goes by blocks of rows through its
+    float64 Gram matrix, in numpy (nothing is compiled), anything else through QR factors in
+    JAX, kept at `min(N, D) x D` so that a wide array (`N < D`) costs `O(N D)` memory, not
+    `O(D^2)`. ``options`` go to
     [`diagnostics_from_stats`][collapse_jax.diagnostics_from_stats]. With labels, adds
     ``ncm_accuracy`` and ``class_ids`` to its keys: without ``n_classes`` the classes are the
     label values present, in increasing order (so sparse ids such as `{0, 99999}` make two
     classes), and ``class_counts``, ``class_means`` follow ``class_ids``; with
     ``n_classes``, ``class_ids`` is `0..n_classes-1` and absent classes keep their rows.
 
+    Args:
+        chunk: read ``z`` ``chunk`` rows at a time (one pass, two with labels), never whole:
+            for an array larger than memory, e.g. ``np.load(path, mmap_mode="r")``. Default:
+            blocks of 16 MiB on the Gram route, the whole array on the QR route.
+
     Raises:
         ValueError: not 2-D, empty, fewer than 2 samples, NaN/inf, labels of the wrong shape,
-            labels naming fewer than two classes, or a label `>= n_classes`.
+            labels naming fewer than two classes, a label `>= n_classes`, or a ``chunk`` that
+            is not a positive integer.
         TypeError: non-numeric embeddings or non-integer labels.
     """
+    chunk = _check_chunk(chunk)
     in_dtype = z.dtype if hasattr(z, "dtype") else np.asarray(z).dtype
-    z = _float(z)
-    _check_matrix(z)
-    if options.get("rtol") is None and np.issubdtype(in_dtype, np.floating):
-        # round-off of the data itself: a float32 input is exact only to float32's eps
-        prec = in_dtype if np.finfo(in_dtype).eps > np.finfo(z.dtype).eps else z.dtype
-        options = {**options, "rtol": _default_rtol(z.shape[1], prec)}
-    if z.shape[0] < 2:
-        raise ValueError(f"need at least 2 samples, got {z.shape[0]}")
-    if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
-        raise ValueError("embeddings contain NaN or inf")
+    host = None
+    if (chunk is not None or np.dtype(in_dtype).itemsize < 8) and not isinstance(
+        labels, jax.core.Tracer
+    ):
+        host = _gram.host_view(z)  # a numpy view, or None for a traced or accelerator array
+    if host is None:
+        z = _float(z)
+    elif not (np.issubdtype(in_dtype, np.floating) or np.issubdtype(in_dtype, np.integer)):
+        raise TypeError(f"embeddings must be real numbers, got dtype {in_dtype}")
+    _check_matrix(z if host is None else host)
+    N, D = (z if host is None else host).shape
+    work = jnp.promote_types(in_dtype, jnp.result_type(float))
+    if options.get("rtol") is None:
+        options = {**options, "rtol": _data_rtol(in_dtype, D)}
+    if N < 2:
+        raise ValueError(f"need at least 2 samples, got {N}")
+    gram = host is not None and _gram.gram_route(in_dtype, N, D, options.get("rtol") or 0.0)
+    if host is not None and not gram and chunk is None:
+        z, host = _float(host), None
+    if host is None and not isinstance(z, jax.core.Tracer):
+        if not bool(jnp.all(jnp.isfinite(z))):
+            raise ValueError("embeddings contain NaN or inf")
     has_labels = labels is not None
-    labels, K = _prepare_labels(labels, z.shape[0], n_classes)
-    class_ids = jnp.arange(K)
+    if host is not None and not has_labels:
+        labels, K = None, 0 if n_classes is None else n_classes
+    else:
+        labels, K = _prepare_labels(labels, N, n_classes, jnp if host is None else np)
+    class_ids = jax.device_put(np.arange(K))
     if has_labels and not isinstance(labels, jax.core.Tracer):
         lab = np.asarray(labels)
         present, inverse = np.unique(lab[lab >= 0], return_inverse=True)
@@ -370,12 +514,20 @@ def diagnose(
         if n_classes is None:  # the classes present: O(K_p), whatever the ids
             remapped = np.full(lab.shape, -1, np.int32)
             remapped[lab >= 0] = inverse.ravel()
-            labels, K, class_ids = jnp.asarray(remapped), present.size, jnp.asarray(present)
-    out = diagnostics_from_stats(_batch_stats(z, labels, K, pad=False), **options)
-    if not has_labels:
-        return out
-    out["class_ids"] = class_ids
-    return _with_ncm(out, z, labels)
+            labels, K, class_ids = remapped, present.size, jax.device_put(present)
+        labels = np.asarray(labels) if host is not None else jnp.asarray(labels)
+    if host is not None:
+        rtol, fit_range, fractions, eig = _options(D, **options, dtype=work)
+        rows = _gram.block_rows(N, D, chunk)
+        route = _gram_diagnose if gram else _qr_diagnose
+        out = route(host, labels, K, rows, rtol, fit_range, fractions, eig)
+    else:
+        out = diagnostics_from_stats(_batch_stats(z, labels, K, pad=False), **options)
+        if has_labels:
+            out = _with_ncm(out, z, labels)
+    if has_labels:
+        out["class_ids"] = class_ids
+    return out
 
 
 def trajectory_diagnostics(

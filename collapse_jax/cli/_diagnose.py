@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import time
 import zipfile
 
 import numpy as np
 
-from ._common import UsageError, _add_output_flags, _check_run
+from ._common import UsageError, _add_int_flag, _add_output_flags, _check_run, _note
 
 COMMAND = "diagnose"
 
@@ -59,6 +61,14 @@ def add_parser(sub):
         help="also report RankMe of the eigenvalues (p_k = lambda_k / sum lambda) as "
         "rankme_eigenvalues",
     )
+    _add_int_flag(
+        sd,
+        "--chunk",
+        1,
+        None,
+        "stream a .npy FILE through a memory map, ROWS rows at a time (one pass, two with "
+        "--labels), for arrays larger than memory; reports the throughput (default: read whole)",
+    )
     _add_output_flags(sd, progress="progress output")
 
 
@@ -102,7 +112,7 @@ def _check_npy_header(fh, available, where):
         )
 
 
-def _load_npy_or_npz(path, key, what, key_flag="--key"):
+def _load_npy_or_npz(path, key, what, key_flag="--key", load=True):
     if os.path.isdir(path):
         raise UsageError(f"{what} file {path} is a directory: give a .npy or .npz file")
     if not os.path.exists(path):
@@ -122,6 +132,8 @@ def _load_npy_or_npz(path, key, what, key_flag="--key"):
             f"cannot read {what} file {path}: not a valid .npy/.npz array (it does not start "
             "with the .npy or .npz signature): save it with numpy.save or numpy.savez"
         )
+    if not load:  # the header checks only
+        return None
     try:
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
@@ -182,6 +194,41 @@ def _load_embeddings(path, key):
     if bad.any():
         raise UsageError(f"embeddings contain {int(bad.sum())} NaN or inf values")
     return _native(z, "embeddings", path)
+
+
+def _open_embeddings(path, key):
+    """The ``--chunk`` reader: the checks of ``_load_embeddings`` that need no pass over the
+    data, and a read-only memory map (NaN/inf are found while streaming)."""
+    _load_npy_or_npz(path, None, "embeddings", load=False)  # missing, a folder, not an array
+    if key is not None:
+        raise UsageError(
+            "--key selects an array of an .npz file, which --chunk cannot stream: save the "
+            "array with numpy.save, or drop --chunk"
+        )
+    with open(path, "rb") as fh:
+        if fh.read(6) != _NPY_MAGIC:
+            raise UsageError(
+                f"--chunk streams a .npy file through a memory map, {path} is an .npz: save the "
+                "array with numpy.save, or drop --chunk"
+            )
+    try:
+        z = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise UsageError(f"cannot map embeddings file {path}: {err}".splitlines()[0]) from None
+    if not (np.issubdtype(z.dtype, np.floating) or np.issubdtype(z.dtype, np.integer)):
+        raise UsageError(f"embeddings must be real numbers, got dtype {z.dtype}")
+    if z.dtype.itemsize > 8:
+        raise UsageError(
+            f"--chunk reads embeddings of at most 64 bits, {path} holds {z.dtype}: drop --chunk "
+            "(the array is then read whole and converted to float64) or save it as float64"
+        )
+    if z.ndim != 2:
+        raise UsageError(f"embeddings must be a 2-D array (samples, dim), got shape {z.shape}")
+    if z.size == 0:
+        raise UsageError(f"embeddings are empty, got shape {z.shape}")
+    if z.shape[0] < 2:
+        raise UsageError(f"need at least 2 samples, got {z.shape[0]}")
+    return z
 
 
 def _load_labels(path, n_samples, key=None):
@@ -247,11 +294,16 @@ def run(args, progress):
         raise UsageError("--labels-key needs --labels")
     if args.plot is not None:
         _check_plot_path(args.plot)
-    z = _load_embeddings(args.file, args.key)
+    chunked = args.chunk is not None
+    z = (_open_embeddings if chunked else _load_embeddings)(args.file, args.key)
     labels = None
     if args.labels is not None:
         labels = _load_labels(args.labels, z.shape[0], args.labels_key)
-    raw = diagnose(z, labels, fit_range=args.fit_range, rankme_eigenvalues=args.rankme_eigenvalues)
+    options = dict(fit_range=args.fit_range, rankme_eigenvalues=args.rankme_eigenvalues)
+    if chunked:
+        raw, streaming = _stream(z, labels, args, options, progress)
+    else:
+        raw = diagnose(z, labels, **options)
     out = {k: np.asarray(v) for k, v in raw.items()}
     for key in ("n_samples", "dim", "n_components_95", "numerical_rank"):
         out[key] = int(out[key])
@@ -275,9 +327,111 @@ def run(args, progress):
         for key in ("min_l2_class_means", "nc1", "nc2", "ncm_accuracy"):
             out[key] = float(out[key])
         out["n_classes_present"] = int(out["n_classes_present"])
+    if chunked:
+        out["streaming"] = streaming
     if args.plot is not None:
         out["plot"] = _spectrum_plot(args.plot, out)
     return out
+
+
+@contextlib.contextmanager
+def _compile_seconds():
+    """Adds up the seconds JAX spends tracing, lowering and compiling while the block runs."""
+    from jax import monitoring
+
+    total = [0.0]
+
+    def listen(event, seconds, **_):
+        if event.startswith("/jax/core/compile/"):
+            total[0] += seconds
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield total
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+
+
+def _one_pass_limit(z, rows):
+    """This machine's limit on a one-pass method, in GB/s of the file's data: the lower of the
+    memory-copy bandwidth (``np.copyto`` of 64 MiB, best of 3) and the rate of the per-chunk
+    reduction (pass 1, without labels, of the route ``diagnose`` takes) on the first chunk
+    held in memory (best of 2)."""
+    import jax
+
+    from .. import _diagnostics_gram as gram
+    from .._diagnostics import _data_rtol, embedding_stats
+
+    src = np.ones(2**23)
+    dst = np.empty_like(src)
+    copy = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        copy.append(time.perf_counter() - t0)
+    x = np.array(z[:rows])
+    N, D = z.shape
+    if gram.gram_route(z.dtype, N, D, _data_rtol(z.dtype, D)):
+
+        def reduce():
+            return gram.gram_stats(x, None, 0, rows)
+    else:
+        x = gram.read_block(x, 0, rows)
+
+        def reduce():
+            return jax.block_until_ready(embedding_stats(x))
+
+        reduce()  # compile
+    seconds = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        reduce()
+        seconds.append(time.perf_counter() - t0)
+    return src.nbytes / min(copy) / 1e9, x.nbytes / min(seconds) / 1e9
+
+
+def _stream(z, labels, args, options, progress):
+    """``diagnose`` streaming ``z`` (a memory map) by ``--chunk`` rows, and the ``streaming``
+    record: seconds apart from compilation, throughput against the one-pass limit."""
+    import jax
+
+    from .._diagnostics import diagnose
+
+    t0 = time.perf_counter()
+    with _compile_seconds() as compiled:
+        try:
+            raw = jax.block_until_ready(diagnose(z, labels, chunk=args.chunk, **options))
+        except ValueError as err:
+            if "NaN or inf" not in str(err):
+                raise
+            raise UsageError(f"embeddings in {args.file} contain NaN or inf values") from None
+    seconds = time.perf_counter() - t0
+    stream_seconds = max(seconds - compiled[0], 1e-9)
+    rows = min(args.chunk, z.shape[0])
+    copy, reduction = _one_pass_limit(z, rows)
+    limit = min(copy, reduction)
+    rate = z.nbytes / stream_seconds / 1e9
+    record = {
+        "chunk_rows": args.chunk,
+        "chunks": -(-z.shape[0] // args.chunk),
+        "passes": 1 if labels is None else 2,
+        "bytes": int(z.nbytes),
+        "seconds": seconds,
+        "compile_seconds": compiled[0],
+        "throughput_gb_s": rate,
+        "copy_gb_s": copy,
+        "reduction_gb_s": reduction,
+        "limit_gb_s": limit,
+        "fraction_of_limit": rate / limit,
+    }
+    _note(
+        progress,
+        f"streamed {z.nbytes / 1e9:.3g} GB in {record['passes']} pass(es) of "
+        f"{record['chunks']} chunk(s): {rate:.3g} GB/s, {rate / limit:.0%} of this machine's "
+        f"one-pass limit {limit:.3g} GB/s (memory copy {copy:.3g} GB/s, per-chunk reduction "
+        f"{reduction:.3g} GB/s); {stream_seconds:.3g} s, compilation ({compiled[0]:.2g} s) apart",
+    )
+    return raw, record
 
 
 def print_human(out):
