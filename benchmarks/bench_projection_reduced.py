@@ -20,9 +20,11 @@ rtol 1e-6, atol 1e-9, MinL2 at 20 log-spaced times in [1, 200].
   model to ~1e-11: checked in the run against scipy DOP853 at rtol 1e-10 on the full model,
   one member); ours is the max over all members, scipy's over the members it ran. Where
   a scipy method is more accurate than our path at rtol 1e-6, our path is rerun at tighter
-  rtol (half-decade rungs down to 1e-10, atol = 1e-3 rtol; a solver slower and less accurate
-  than the other at a rung is dropped) until it is at least as accurate, and that scipy
-  method's speed ratio is taken against our fastest run at least as accurate. The headline
+  rtol (quarter-decade rungs down to 1e-10, atol = 1e-3 rtol; a solver slower and less accurate
+  than the other at a rung is dropped) until it is at least as accurate, plus one rung at the
+  geometric middle between the loosest rung that reaches a scipy method's accuracy and the
+  rung above it; that scipy method's speed ratio is taken against our fastest run at least as
+  accurate. The headline
   is the smallest ratio over the scipy methods (the strongest competitor at equal accuracy).
 * n-scaling: one reduced solve (vmap of 4 members, M = 3..6, StageSolveKenCarp4, rtol 1e-6,
   t1=200) for n = 10 .. 1e6, from two starts: "drawn" (x drawn with jax.random at each n and
@@ -31,10 +33,15 @@ rtol 1e-6, atol 1e-9, MinL2 at 20 log-spaced times in [1, 200].
   only the weights grow, the clean test of the stiffness). Tsit5 at n = 10 and 1e3 on the
   drawn start (its steps grow with n). One compilation serves every n.
 * Member scaling: seconds per member for 1, 4, 16, 64 members in one ``jit(vmap)``.
+* The ratio against n: at n = 20, 40, 80, 160 (quick: 20, 40), our 16 members (KenCarp4,
+  quarter-decade rtol rungs) at equal accuracy against scipy RK45, BDF and Radau on one
+  member of the full model (M = 5), each n with its own reference; the headline per n is the
+  smallest ratio (the best scipy method at that n). scipy's cost grows with n (RK45 is
+  stability-bound: its steps grow like n, and each costs ~n), ours does not.
 
-OpenBLAS runs single-threaded (see collapse_jax/__init__.py). ``--quick`` is a smoke run at
+OpenBLAS runs single-threaded (``import collapse_jax`` sets it). ``--quick`` is a smoke run at
 small sizes (4 members: M = 0, 3, 7, 10; 1 scipy member; n <= 1e4; 1 and 4 members; one
-timing repeat). The whole default run takes about 15 minutes on 2 cores.
+timing repeat). The whole default run takes about 25 minutes on 2 cores.
 
     .venv/bin/python benchmarks/bench_projection_reduced.py [--quick] [--scipy-members 3]
         [--repeats 3] [--out FILE]
@@ -43,18 +50,17 @@ timing repeat). The whole default run takes about 15 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as collapse_jax does, before numpy loads
-
-import diffrax  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy
+import scipy.sparse as sp
+from scipy.integrate import solve_ivp
 
 jax.config.update("jax_enable_x64", True)
 
@@ -68,6 +74,8 @@ from collapse_jax._reduced import ReducedParams, reduce_state, reduced_field  # 
 K, N_PER, D, T1 = 5, 40, 8, 200.0
 RTOL, ATOL = 1e-6, 1e-9
 REF_RTOL, REF_ATOL = 1e-11, 1e-14
+# our error on the members scipy ran (like for like: the headline), and over all our members
+ERROR_KEYS = ("max_rel_error_scipy_members", "max_rel_error_min_l2")
 LADDER_MIN_RTOL = 1e-10  # tightest rtol tried for equal accuracy (the reference is 1e-11)
 MAX_SHARED = 10
 MS = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 2, 4, 6, 8, 10], dtype=float)
@@ -77,7 +85,10 @@ SCIPY_METHODS = ("RK45", "LSODA", "BDF", "Radau")
 
 
 def make_solver(name, field):
-    return diffrax.Tsit5() if name == "Tsit5" else IMEX[name](field.stage_solve)
+    """The package's IMEX solvers as ``simulate_projection`` builds them (partitioned step)."""
+    if name == "Tsit5":
+        return diffrax.Tsit5()
+    return IMEX[name](field.stage_solve, (field.split, field.merge))
 
 
 def start(M, seed, n=N_PER):
@@ -92,12 +103,12 @@ def start(M, seed, n=N_PER):
     return data, cj.ProjectionState(x, y, W)
 
 
-def batch_fn(solver_name, stop_gradient, ts, max_steps=400_000):
+def batch_fn(solver_name, stop_gradient, ts, max_steps=400_000, n=N_PER):
     """``jit(vmap)`` over (M, seed) of one reduced-path member; ``rtol``, ``atol`` traced."""
     field = reduced_field(stop_gradient=stop_gradient)
 
     def member(M, seed, rtol, atol):
-        data, s0 = start(M, seed)
+        data, s0 = start(M, seed, n)
         run = simulate_projection(
             data,
             s0,
@@ -145,10 +156,10 @@ def max_rel_err(ml, ref, floor=0.0):
 # -- scipy on the full model ------------------------------------------------------------
 
 
-def full_problem(M, seed):
+def full_problem(M, seed, n=N_PER):
     """Active rows of the alignment matrix and the flat start vector (x, y, W) of a member."""
-    data, s0 = start(M, seed)
-    active = np.concatenate([np.ones(K * N_PER, bool), np.asarray(data.shared_mask) > 0])
+    data, s0 = start(M, seed, n)
+    active = np.concatenate([np.ones(K * n, bool), np.asarray(data.shared_mask) > 0])
     A = np.asarray(data.matrix())[active]  # inactive shared rows feel no force
     v0 = np.concatenate([np.asarray(s0.x)[active].ravel(), np.ravel(s0.y), np.ravel(s0.W)])
     return A, v0
@@ -215,8 +226,8 @@ def min_l2_np(y):
     return dist.min(axis=(1, 2))
 
 
-def scipy_member(M, seed, ts, method, rtol=RTOL, atol=ATOL):
-    A, v0 = full_problem(M, seed)
+def scipy_member(M, seed, ts, method, rtol=RTOL, atol=ATOL, n=N_PER):
+    A, v0 = full_problem(M, seed, n)
     f, jac, unpack = full_field(A)
     if method in ("BDF", "Radau"):
         kw = {"jac": jac}
@@ -230,6 +241,99 @@ def scipy_member(M, seed, ts, method, rtol=RTOL, atol=ATOL):
     y = np.stack([unpack(v)[1] for v in sol.y.T])
     stats = {"nfev": int(sol.nfev), "njev": int(sol.njev), "nlu": int(sol.nlu)}
     return sec, min_l2_np(y), stats, int(sol.status)
+
+
+# -- the speed-up against n: each n against the best scipy method at that n --------------
+
+
+def ratio_curve(ns, idx, ts, repeats, scipy_pick=5, methods=("RK45", "BDF", "Radau")):
+    """For each ``n``: our ``jit(vmap)`` over the members ``idx`` (KenCarp4, quarter-decade
+    rtol rungs from 1e-6 until at least as accurate as every scipy method on all members, down
+    to 1e-9) against scipy on the full model for one member (``idx[scipy_pick]``), errors
+    against a KenCarp5 rtol-1e-11 reference at that ``n``. Equal accuracy is judged on that
+    member for both sides (the headline) and, conservatively, with our max over all members."""
+    Ms, seeds = jnp.asarray(MS[idx]), jnp.asarray(idx)
+    members = len(idx)
+    j = min(scipy_pick, members - 1)
+    i = int(idx[j])
+    rows = []
+    for n in ns:
+        fn = batch_fn("KenCarp4", True, ts, n=n)
+        compiled, comp = compile_fn(fn, Ms, seeds, RTOL, ATOL)
+        ref_c, _ = compile_fn(batch_fn("KenCarp5", True, ts, n=n), Ms, seeds, REF_RTOL, REF_ATOL)
+        ref = np.asarray(jax.block_until_ready(ref_c(Ms, seeds, REF_RTOL, REF_ATOL))[0])
+        sc = {}
+        for method in methods:
+            sec, ml, st, status = scipy_member(MS[i], i, np.asarray(ts), method, n=n)
+            sc[method] = {
+                "seconds_per_member": sec,
+                "max_rel_error_min_l2": max_rel_err(ml, ref[j]),
+                "status": status,
+                "nfev": st["nfev"],
+            }
+        target = min(r["max_rel_error_min_l2"] for r in sc.values())
+        rungs, k = [], 0
+        while k <= 12:
+            rtol = RTOL * 10.0 ** (-k / 4)
+            (ml, steps, res), run = run_timed(
+                compiled, Ms, seeds, rtol, rtol * 1e-3, repeats=repeats
+            )
+            ml = np.asarray(ml)
+            rungs.append(
+                {
+                    "rtol": rtol,
+                    "seconds_per_member": run / members,
+                    "max_rel_error_scipy_members": max_rel_err(ml[j], ref[j]),
+                    "max_rel_error_min_l2": max_rel_err(ml, ref),
+                    "steps_max": int(np.max(steps)),
+                    "failed": int(np.sum(res != 0)),
+                }
+            )
+            if rungs[-1]["max_rel_error_min_l2"] <= target:
+                break
+            k += 1
+        row = {
+            "n": n,
+            "compile_seconds": comp,
+            "scipy_member": {"index": i, "M": float(MS[i])},
+            "scipy": sc,
+            "ours_rungs": rungs,
+        }
+        for key, label in zip(ERROR_KEYS, ("", "_all_members"), strict=True):
+            ratios = {}
+            for method, rec in sc.items():
+                ok = [r for r in rungs if r[key] <= rec["max_rel_error_min_l2"]]
+                ours = min(ok, key=lambda r: r["seconds_per_member"]) if ok else None
+                ratios[method] = {
+                    "ours_rtol": ours["rtol"] if ours else None,
+                    "ours_seconds_per_member": ours["seconds_per_member"] if ours else None,
+                    "speedup": rec["seconds_per_member"] / ours["seconds_per_member"]
+                    if ours
+                    else None,
+                }
+            valid = {m: r for m, r in ratios.items() if r["speedup"] is not None}
+            best = min(valid, key=lambda m: valid[m]["speedup"]) if valid else None
+            row[f"ratios{label}"] = ratios
+            row[f"best_scipy{label}"] = best
+            row[f"speedup_vs_best_scipy{label}"] = valid[best]["speedup"] if best else None
+        rows.append(row)
+        print(
+            f"n={n:4d}: "
+            + ", ".join(
+                f"{m} {r['seconds_per_member']:.2f} s (err {r['max_rel_error_min_l2']:.1e})"
+                for m, r in sc.items()
+            )
+            + f"; best scipy {row['best_scipy']}: {row['speedup_vs_best_scipy'] or 0:.1f}x "
+            f"(ours judged on all members: {row['speedup_vs_best_scipy_all_members'] or 0:.1f}x)",
+            flush=True,
+        )
+    return {
+        "members": members,
+        "solver": "KenCarp4",
+        "methods": list(methods),
+        "error_keys": list(ERROR_KEYS),
+        "rows": rows,
+    }
 
 
 # -- n-scaling: the reduced solve alone ---------------------------------------------------
@@ -305,6 +409,10 @@ def main():
         "scipy_version": scipy.__version__,
     }
 
+    # the members scipy runs (spread over M); equal accuracy is judged on these members for
+    # both sides (headline) and, conservatively, on all of ours against them
+    picks = np.linspace(1, members - 1, scipy_members).round().astype(int)
+
     # -- (a, c) reduced path, 16 members, both fields; tight references ------------------
     reduced, compiled_fns, refs = {}, {}, {}
     for stop_gradient in (True, False):
@@ -346,7 +454,11 @@ def main():
         # conservative members collapse (MinL2 -> 0): errors where MinL2 > 1e-6 of its start
         floor = 0.0 if stop_gradient else 1e-6
         for name, rec in reduced[field_name].items():
-            rec["max_rel_error_min_l2"] = max_rel_err(rec.pop("min_l2"), refs[field_name], floor)
+            ml = rec.pop("min_l2")
+            rec["max_rel_error_min_l2"] = max_rel_err(ml, refs[field_name], floor)
+            rec["max_rel_error_scipy_members"] = max_rel_err(
+                ml[picks], refs[field_name][picks], floor
+            )
             print(f"  {field_name} {name}: MinL2 max rel error {rec['max_rel_error_min_l2']:.1e}")
     out["reduced"] = reduced
 
@@ -354,7 +466,6 @@ def main():
     jac_err = check_jacobian()
     print(f"analytic sparse Jacobian vs central differences: max rel diff {jac_err:.1e}")
     out["scipy_jacobian_check_rel_diff"] = jac_err
-    picks = np.linspace(1, members - 1, scipy_members).round().astype(int)
     ref_sg = refs["stop_gradient"]
     scipy_rec = {}
     for method in SCIPY_METHODS:
@@ -410,6 +521,7 @@ def main():
             "atol": ATOL,
             "seconds_per_member": rec["seconds_per_member"],
             "max_rel_error_min_l2": rec["max_rel_error_min_l2"],
+            "max_rel_error_scipy_members": rec["max_rel_error_scipy_members"],
             "steps_max": rec["steps_max"],
         }
         for name, rec in reduced["stop_gradient"].items()
@@ -429,12 +541,9 @@ def main():
             )
         ]
 
-    target = min(r["max_rel_error_min_l2"] for r in scipy_rec.values())
-    rtol, live = RTOL, undominated(ladder)
-    while min(r["max_rel_error_min_l2"] for r in ladder) > target and rtol > 1.5 * LADDER_MIN_RTOL:
-        rtol /= 10.0**0.5  # half-decade rungs: a closer match to the scipy accuracy
+    def rung_at(rtol, names):
         rung = []
-        for name in live:
+        for name in names:
             (ml, steps, res), run = run_timed(
                 sg[name], Ms, seeds, rtol, rtol * 1e-3, repeats=repeats
             )
@@ -445,43 +554,73 @@ def main():
                     "atol": rtol * 1e-3,
                     "seconds_per_member": run / members,
                     "max_rel_error_min_l2": max_rel_err(ml, ref_sg),
+                    "max_rel_error_scipy_members": max_rel_err(
+                        np.asarray(ml)[picks], ref_sg[picks]
+                    ),
                     "steps_max": int(np.max(steps)),
                 }
             )
             print(
-                f"reduced {name} at rtol {rtol:.1e}: {run / members:.3f} s/member, MinL2 max "
+                f"reduced {name} at rtol {rtol:.2e}: {run / members:.3f} s/member, MinL2 max "
                 f"rel error {rung[-1]['max_rel_error_min_l2']:.1e}",
                 flush=True,
             )
+        return rung
+
+    target = min(r["max_rel_error_min_l2"] for r in scipy_rec.values())
+    rtol, live = RTOL, undominated(ladder)
+    while min(r["max_rel_error_min_l2"] for r in ladder) > target and rtol > 1.5 * LADDER_MIN_RTOL:
+        rtol /= 10.0**0.25  # quarter-decade rungs: a close match to the scipy accuracy
+        rung = rung_at(rtol, live)
         ladder += rung
         live = undominated(rung)  # a solver slower and less accurate than another is dropped
+    # one refinement per scipy accuracy: the geometric middle between the loosest rung that
+    # reaches it and the rung above, which did not (our fastest run at least as accurate)
+    tried = {r["rtol"] for r in ladder}
+    for rec, key in itertools.product(scipy_rec.values(), ERROR_KEYS):
+        err = rec["max_rel_error_min_l2"]
+        ours = [r for r in ladder if r["solver"] in live]
+        ok = [r["rtol"] for r in ours if r[key] <= err]
+        looser = [r["rtol"] for r in ours if r[key] > err and ok and r["rtol"] > max(ok)]
+        if not looser:
+            continue
+        mid = float(np.sqrt(max(ok) * min(looser)))
+        if mid not in tried:
+            tried.add(mid)
+            ladder += rung_at(mid, live)
     out["reduced_accuracy_ladder"] = ladder
-    comparisons = {}
-    for method, rec in scipy_rec.items():
-        ok = [r for r in ladder if r["max_rel_error_min_l2"] <= rec["max_rel_error_min_l2"]]
+    comparisons = {key: {} for key in ERROR_KEYS}
+    for (method, rec), key in itertools.product(scipy_rec.items(), ERROR_KEYS):
+        ok = [r for r in ladder if r[key] <= rec["max_rel_error_min_l2"]]
         if not ok:
-            comparisons[method] = None
-            print(f"{method}: no rung of our ladder reached its accuracy (see the ladder)")
+            comparisons[key][method] = None
+            print(f"{method} ({key}): no rung of our ladder reached its accuracy")
             continue
         ours = min(ok, key=lambda r: r["seconds_per_member"])
         ratio = rec["seconds_per_member"] / ours["seconds_per_member"]
-        comparisons[method] = {
+        comparisons[key][method] = {
             "scipy_seconds_per_member": rec["seconds_per_member"],
             "scipy_max_rel_error": rec["max_rel_error_min_l2"],
             "ours": ours,
             "speedup": ratio,
         }
         print(
-            f"equal accuracy vs scipy {method:5s} (error {rec['max_rel_error_min_l2']:.1e}): ours "
-            f"{ours['solver']} rtol {ours['rtol']:.1e} (error {ours['max_rel_error_min_l2']:.1e}) "
-            f"{ours['seconds_per_member']:.3f} s/member vs {rec['seconds_per_member']:.2f} s "
-            f"-> {ratio:.1f}x"
+            f"equal accuracy ({key}) vs scipy {method:5s} (error "
+            f"{rec['max_rel_error_min_l2']:.1e}): ours {ours['solver']} rtol {ours['rtol']:.1e} "
+            f"(error {ours[key]:.1e}) {ours['seconds_per_member']:.3f} s/member vs "
+            f"{rec['seconds_per_member']:.2f} s -> {ratio:.1f}x"
         )
-    out["equal_accuracy"] = comparisons
-    valid = {m: c for m, c in comparisons.items() if c is not None}
-    best = min(valid, key=lambda m: valid[m]["speedup"]) if valid else None
-    out["best_scipy_at_equal_accuracy"] = best
-    out["speedup_vs_best_scipy_at_equal_accuracy"] = valid[best]["speedup"] if best else None
+    out["equal_accuracy"] = comparisons["max_rel_error_scipy_members"]
+    out["equal_accuracy_all_members"] = comparisons["max_rel_error_min_l2"]
+    for key, label in zip(ERROR_KEYS, ("", "_all_members"), strict=True):
+        valid = {m: c for m, c in comparisons[key].items() if c is not None}
+        best_key = min(valid, key=lambda m: valid[m]["speedup"]) if valid else None
+        out[f"best_scipy_at_equal_accuracy{label}"] = best_key
+        out[f"speedup_vs_best_scipy_at_equal_accuracy{label}"] = (
+            valid[best_key]["speedup"] if best_key else None
+        )
+    best = out["best_scipy_at_equal_accuracy"]
+    valid = {m: c for m, c in out["equal_accuracy"].items() if c is not None}
 
     # -- (d) n-scaling of one reduced solve (vmap of 4) ----------------------------------
     # "drawn": x drawn at each n and reduced (the class means shrink like n^-1/2, so the
@@ -567,6 +706,9 @@ def main():
             flush=True,
         )
     out["member_scaling"] = {"solver": "KenCarp4", "rows": mscale}
+
+    # -- (f) the equal-accuracy ratio against n ------------------------------------------
+    out["ratio_vs_n"] = ratio_curve((20, 40) if quick else (20, 40, 80, 160), idx, ts, repeats)
 
     save_record(out, args.out)
     fastest = min(

@@ -97,7 +97,9 @@ def moment_loss(z: ReducedState, h: ReducedState, p: ReducedParams) -> Float[Arr
     Wxs = z.W @ z.xs
     # predictor terms: y is held (stop-gradient target)
     pred = n * _sq(Wx - h.y) + M * _sq(Wxs[None, :] - h.y)
-    pred = pred + n * jnp.trace(z.W @ z.C @ z.W.T) + K * M * jnp.trace(z.W @ z.CS @ z.W.T)
+    # n tr(W C W^T) + K M tr(W C_S W^T) = <W^T W, n C + K M C_S>: one d x d product instead
+    # of four, here and in every gradient taken of it (the step is made of small operations)
+    pred = pred + jnp.vdot(z.W.T @ z.W, n * z.C + K * M * z.CS)
     # direct terms: x (means and covariances) is held
     direct = n * _sq(z.y - h.xbar) + M * _sq(z.y - h.xs[None, :])
     direct = direct + n * jnp.trace(h.C) + K * M * jnp.trace(h.CS)
@@ -140,6 +142,19 @@ class ReducedField(eqx.Module):
 
     # -- IMEX split (fast: y, W; slow: means and covariances) ----------------------------
 
+    @staticmethod
+    def split(z: ReducedState):
+        """``(slow, fast)`` leaves of a state: the explicit part of the IMEX split moves only
+        the slow ones, the implicit part only `(y, W)` (the solver's ``partition``)."""
+        return (z.xbar, z.xs, z.C, z.CS, z.P, z.PS), (z.y, z.W)
+
+    @staticmethod
+    def merge(slow, fast) -> ReducedState:
+        """Inverse of [`split`][collapse_jax.ReducedField.split]."""
+        xbar, xs, C, CS, P, PS = slow
+        y, W = fast
+        return ReducedState(xbar, xs, y, W, C, CS, P, PS)
+
     def explicit(self, t, z: ReducedState, p: ReducedParams) -> ReducedState:
         """The slow part of the field: means and covariances (`y`, `W` components zero)."""
         f = self(t, z, p)
@@ -167,7 +182,9 @@ class ReducedField(eqx.Module):
           `W (I + eta S - eta beta u^T u) = r_W + eta alpha^T u`.
 
         Both matrices are symmetric positive definite (`u^T u <= a S` by Cauchy--Schwarz,
-        so the second is `>= I + eta S / 2`): one `d x d` Cholesky solve, whatever `n`.
+        so the second is `>= I + eta S / 2`): one `d x d` solve, whatever `n` (Gauss--Jordan
+        without pivoting, which is stable for such matrices, written out for `d <= 16`;
+        a Cholesky solve for larger `d`).
         The tests check the residual of the stage equation against
         [`implicit`][collapse_jax.ReducedField.implicit], i.e. against ``jax.grad`` of
         [`moment_loss`][collapse_jax.moment_loss].
@@ -188,11 +205,29 @@ class ReducedField(eqx.Module):
             beta = eta / (1.0 + 2.0 * eta * a)
             P = eye + eta * S - eta * beta * u.T @ u
             rhs = r.W + eta * alpha.T @ u
-        cho = jax.scipy.linalg.cho_factor(P)
-        W = jax.scipy.linalg.cho_solve(cho, rhs.T).T  # W P = rhs, P symmetric
+        W = _spd_solve(P, rhs.T).T  # W P = rhs, P symmetric
         if not self.stop_gradient:
             y = alpha + beta * u @ W.T
         return r._replace(y=y, W=W)
+
+
+def _spd_solve(P, B):
+    """`P^{-1} B` for a symmetric positive definite ``P``.
+
+    For small `d` Gauss--Jordan elimination without pivoting, unrolled: `d` rank-one updates of
+    `[P | B]`, elementwise operations that batch well under ``vmap`` (a batched Cholesky calls
+    LAPACK once per batch member and matrix: on the benchmark problem the solve took 8.8 us
+    per 16 members that way, 6.0 us this way). Elimination without pivoting is backward stable
+    for symmetric positive definite matrices; the tests check the stage equation's residual.
+    """
+    d = P.shape[-1]
+    if d > 16:
+        return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(P), B)
+    A = jnp.concatenate([P, B], axis=-1)
+    for k in range(d):
+        row = A[k] / A[k, k]
+        A = (A - A[:, k, None] * row[None, :]).at[k].set(row)
+    return A[:, d:]
 
 
 def reduced_field(*, stop_gradient: bool = False) -> ReducedField:
