@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -210,7 +211,7 @@ def embedding_run_report(
             progress_meter=progress_meter,
         )
         ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
-    metrics = jax.vmap(lambda s: embedding_metrics(s, data))(ys)
+    metrics = _metrics_along(ys, data)
     seconds = time.perf_counter() - start
     ml = np.asarray(metrics["min_l2"])
     exact = compare_with_exact(state0, data, ts, ml)
@@ -234,6 +235,14 @@ def embedding_run_report(
         "fast_rate_predicted": exact["fast_rate_predicted"],
         "final_min_l2": float(ml[-1]),
     }
+
+
+@eqx.filter_jit
+def _metrics_along(ys, data):
+    """[`embedding_metrics`][collapse_jax.embedding_metrics] at every saved state, compiled as
+    one program (run eagerly under ``vmap`` it is ~100 small programs, each looked up and
+    dispatched on every run even when the compilation cache holds them)."""
+    return jax.vmap(lambda s: embedding_metrics(s, data))(ys)
 
 
 def embedding_sweep(
