@@ -18,10 +18,14 @@ rtol 1e-6, atol 1e-9, MinL2 at 20 log-spaced times in [1, 200].
 * Accuracy: every method's MinL2 at the save times against a tight reference per member (the
   reduced path with StageSolveKenCarp5 at rtol 1e-11, atol 1e-14; it agrees with the full
   model to ~1e-11: checked in the run against scipy DOP853 at rtol 1e-10 on the full model,
-  one member); ours is the max over all members, scipy's over the members it ran. Where
+  one member). Equal accuracy compares like with like: our max error over the members scipy
+  ran against scipy's over the same members (the headline); the record also has the
+  conservative comparison with our max over all 16 members ("_all_members"). Where
   a scipy method is more accurate than our path at rtol 1e-6, our path is rerun at tighter
   rtol (quarter-decade rungs down to 1e-10, atol = 1e-3 rtol; a solver slower and less accurate
-  than the other at a rung is dropped) until it is at least as accurate, plus one rung at the
+  than the other at a rung is dropped) until it is at least as accurate, and at looser rtol
+  (quarter-decade rungs up to 1e-5) while our run is still more accurate than the least
+  accurate scipy method; plus one rung at the
   geometric middle between the loosest rung that reaches a scipy method's accuracy and the
   rung above it; that scipy method's speed ratio is taken against our fastest run at least as
   accurate. The headline
@@ -34,7 +38,7 @@ rtol 1e-6, atol 1e-9, MinL2 at 20 log-spaced times in [1, 200].
   drawn start (its steps grow with n). One compilation serves every n.
 * Member scaling: seconds per member for 1, 4, 16, 64 members in one ``jit(vmap)``.
 * The ratio against n: at n = 20, 40, 80, 160 (quick: 20, 40), our 16 members (KenCarp4,
-  quarter-decade rtol rungs) at equal accuracy against scipy RK45, BDF and Radau on one
+  quarter-decade rtol rungs from 1e-5) at equal accuracy against scipy RK45, BDF and Radau on one
   member of the full model (M = 5), each n with its own reference; the headline per n is the
   smallest ratio (the best scipy method at that n). scipy's cost grows with n (RK45 is
   stability-bound: its steps grow like n, and each costs ~n), ours does not.
@@ -248,7 +252,7 @@ def scipy_member(M, seed, ts, method, rtol=RTOL, atol=ATOL, n=N_PER):
 
 def ratio_curve(ns, idx, ts, repeats, scipy_pick=5, methods=("RK45", "BDF", "Radau")):
     """For each ``n``: our ``jit(vmap)`` over the members ``idx`` (KenCarp4, quarter-decade
-    rtol rungs from 1e-6 until at least as accurate as every scipy method on all members, down
+    rtol rungs from 1e-5 until at least as accurate as every scipy method on all members, down
     to 1e-9) against scipy on the full model for one member (``idx[scipy_pick]``), errors
     against a KenCarp5 rtol-1e-11 reference at that ``n``. Equal accuracy is judged on that
     member for both sides (the headline) and, conservatively, with our max over all members."""
@@ -272,7 +276,7 @@ def ratio_curve(ns, idx, ts, repeats, scipy_pick=5, methods=("RK45", "BDF", "Rad
                 "nfev": st["nfev"],
             }
         target = min(r["max_rel_error_min_l2"] for r in sc.values())
-        rungs, k = [], 0
+        rungs, k = [], -4  # from rtol 1e-5: the least accurate scipy method may be far looser
         while k <= 12:
             rtol = RTOL * 10.0 ** (-k / 4)
             (ml, steps, res), run = run_timed(
@@ -568,7 +572,16 @@ def main():
         return rung
 
     target = min(r["max_rel_error_min_l2"] for r in scipy_rec.values())
-    rtol, live = RTOL, undominated(ladder)
+    loosest = max(r["max_rel_error_min_l2"] for r in scipy_rec.values())
+    live = undominated(ladder)
+    # looser rungs while our run is still more accurate than the least accurate scipy method
+    # (equal accuracy in that direction too), up to rtol 1e-5
+    rtol, last = RTOL, ladder
+    while min(r["max_rel_error_scipy_members"] for r in last) < loosest and rtol < 9e-6:
+        rtol *= 10.0**0.25
+        last = rung_at(rtol, live)
+        ladder += last
+    rtol = RTOL
     while min(r["max_rel_error_min_l2"] for r in ladder) > target and rtol > 1.5 * LADDER_MIN_RTOL:
         rtol /= 10.0**0.25  # quarter-decade rungs: a close match to the scipy accuracy
         rung = rung_at(rtol, live)

@@ -181,15 +181,7 @@ def _native(a, what, path):
 
 
 def _load_embeddings(path, key):
-    z = _load_npy_or_npz(path, key, "embeddings")
-    if not (np.issubdtype(z.dtype, np.floating) or np.issubdtype(z.dtype, np.integer)):
-        raise UsageError(f"embeddings must be real numbers, got dtype {z.dtype}")
-    if z.ndim != 2:
-        raise UsageError(f"embeddings must be a 2-D array (samples, dim), got shape {z.shape}")
-    if z.size == 0:
-        raise UsageError(f"embeddings are empty, got shape {z.shape}")
-    if z.shape[0] < 2:
-        raise UsageError(f"need at least 2 samples, got {z.shape[0]}")
+    z = _check_embedding_array(_load_npy_or_npz(path, key, "embeddings"))
     bad = ~np.isfinite(z)
     if bad.any():
         raise UsageError(f"embeddings contain {int(bad.sum())} NaN or inf values")
@@ -215,13 +207,19 @@ def _open_embeddings(path, key):
         z = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as err:
         raise UsageError(f"cannot map embeddings file {path}: {err}".splitlines()[0]) from None
-    if not (np.issubdtype(z.dtype, np.floating) or np.issubdtype(z.dtype, np.integer)):
-        raise UsageError(f"embeddings must be real numbers, got dtype {z.dtype}")
+    _check_embedding_array(z)
     if z.dtype.itemsize > 8:
         raise UsageError(
             f"--chunk reads embeddings of at most 64 bits, {path} holds {z.dtype}: drop --chunk "
             "(the array is then read whole and converted to float64) or save it as float64"
         )
+    return z
+
+
+def _check_embedding_array(z):
+    """The checks of an embeddings array that need no pass over its values."""
+    if not (np.issubdtype(z.dtype, np.floating) or np.issubdtype(z.dtype, np.integer)):
+        raise UsageError(f"embeddings must be real numbers, got dtype {z.dtype}")
     if z.ndim != 2:
         raise UsageError(f"embeddings must be a 2-D array (samples, dim), got shape {z.shape}")
     if z.size == 0:
