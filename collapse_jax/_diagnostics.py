@@ -414,11 +414,11 @@ def _gram_diagnose(z, labels, K, rows, rtol, fit_range, fractions, eig):
 
 def _qr_diagnose(z, labels, K, rows, rtol, fit_range, fractions, eig):
     """The QR route batch by batch, through the public streaming functions."""
-    stats = None
-    for a in range(0, z.shape[0], rows):
-        lab = None if labels is None else labels[a : a + rows]
-        s = embedding_stats(_gram.read_block(z, a, rows), lab, n_classes=K)
-        stats = s if stats is None else merge_stats(stats, s)
+    batches = (
+        (_gram.read_block(z, a, rows), None if labels is None else labels[a : a + rows])
+        for a in range(0, z.shape[0], rows)
+    )
+    stats = stream_stats(batches, n_classes=K)
     out = _finalize(stats, rtol, fit_range, *fractions, eig)
     if labels is not None:  # second pass: nearest-class-mean counts with the final means
         present = out["class_counts"] > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import time
@@ -332,24 +331,6 @@ def run(args, progress):
     return out
 
 
-@contextlib.contextmanager
-def _compile_seconds():
-    """Adds up the seconds JAX spends tracing, lowering and compiling while the block runs."""
-    from jax import monitoring
-
-    total = [0.0]
-
-    def listen(event, seconds, **_):
-        if event.startswith("/jax/core/compile/"):
-            total[0] += seconds
-
-    monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield total
-    finally:
-        monitoring.unregister_event_duration_listener(listen)
-
-
 def _one_pass_limit(z, rows):
     """This machine's limit on a one-pass method, in GB/s of the file's data: the lower of the
     memory-copy bandwidth (``np.copyto`` of 64 MiB, best of 3) and the rate of the per-chunk
@@ -393,10 +374,11 @@ def _stream(z, labels, args, options, progress):
     record: seconds apart from compilation, throughput against the one-pass limit."""
     import jax
 
+    from .._cache import compile_clock
     from .._diagnostics import diagnose
 
     t0 = time.perf_counter()
-    with _compile_seconds() as compiled:
+    with compile_clock() as clock:  # tracing, lowering and compiling, set apart
         try:
             raw = jax.block_until_ready(diagnose(z, labels, chunk=args.chunk, **options))
         except ValueError as err:
@@ -404,7 +386,8 @@ def _stream(z, labels, args, options, progress):
                 raise
             raise UsageError(f"embeddings in {args.file} contain NaN or inf values") from None
     seconds = time.perf_counter() - t0
-    stream_seconds = max(seconds - compiled[0], 1e-9)
+    compiled = clock.trace + clock.compile
+    stream_seconds = max(seconds - compiled, 1e-9)
     rows = min(args.chunk, z.shape[0])
     copy, reduction = _one_pass_limit(z, rows)
     limit = min(copy, reduction)
@@ -415,7 +398,7 @@ def _stream(z, labels, args, options, progress):
         "passes": 1 if labels is None else 2,
         "bytes": int(z.nbytes),
         "seconds": seconds,
-        "compile_seconds": compiled[0],
+        "compile_seconds": compiled,
         "throughput_gb_s": rate,
         "copy_gb_s": copy,
         "reduction_gb_s": reduction,
@@ -427,7 +410,7 @@ def _stream(z, labels, args, options, progress):
         f"streamed {z.nbytes / 1e9:.3g} GB in {record['passes']} pass(es) of "
         f"{record['chunks']} chunk(s): {rate:.3g} GB/s, {rate / limit:.0%} of this machine's "
         f"one-pass limit {limit:.3g} GB/s (memory copy {copy:.3g} GB/s, per-chunk reduction "
-        f"{reduction:.3g} GB/s); {stream_seconds:.3g} s, compilation ({compiled[0]:.2g} s) apart",
+        f"{reduction:.3g} GB/s); {stream_seconds:.3g} s, compilation ({compiled:.2g} s) apart",
     )
     return raw, record
 
