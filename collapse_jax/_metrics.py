@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -137,3 +139,11 @@ def fit_fast_rate(ts, values, slow_rate=None, floor=None) -> float:
         return float("nan")
     rel, _ = np.polyfit(ts[window], np.log(resid[window]), 1)
     return float(rel + slope)
+
+
+@eqx.filter_jit
+def _metrics_along(metrics, states, data):
+    """``metrics(state, data)`` at every saved state, compiled as one program (run eagerly
+    under ``vmap`` it is ~100 small programs, each looked up and dispatched on every run even
+    when the compilation cache holds them). ``metrics`` is a module-level function (static)."""
+    return jax.vmap(lambda s: metrics(s, data))(states)

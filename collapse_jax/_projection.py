@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,7 +242,8 @@ def projection_run_report(
     """
     import time
 
-    from ._metrics import fit_slow_rate
+    from ._metrics import _metrics_along, fit_slow_rate
+    from ._models.projection import projection_metrics
 
     if solver is None:
         solver = "kencarp" if path == "reduced" else "kvaerno5"
@@ -269,7 +269,7 @@ def projection_run_report(
         max_steps=max_steps,
         progress_meter=progress_meter,
     )
-    metrics = _projection_metrics_along(run.states, data)
+    metrics = _metrics_along(projection_metrics, run.states, data)
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     seconds = time.perf_counter() - start
     return {
@@ -291,14 +291,6 @@ def projection_run_report(
         "final_w_eigenvalues_abs": _w_eigenvalues_abs(run.states.W[-1]),
         "final_y": run.states.y[-1],
     }
-
-
-@eqx.filter_jit
-def _projection_metrics_along(states, data):
-    """The projection metrics at every saved state as one compiled program."""
-    from ._models.projection import projection_metrics
-
-    return jax.vmap(lambda s: projection_metrics(s, data))(states)
 
 
 def _w_eigenvalues_abs(W) -> np.ndarray:

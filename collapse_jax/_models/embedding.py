@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +21,13 @@ from .._exact import exact_min_l2, exact_solution, lambda_pm, sector_eigenvalues
 from .._fields import vector_field
 from .._integrate import log_times, simulate
 from .._losses import embedding_loss
-from .._metrics import fit_fast_rate, fit_slow_rate, min_l2, nearest_label_accuracy
+from .._metrics import (
+    _metrics_along,
+    fit_fast_rate,
+    fit_slow_rate,
+    min_l2,
+    nearest_label_accuracy,
+)
 from .._spectral import asymmetry_norm, eigenvalues, is_symmetric, jacobian, sector_spectra
 from .._sweep import SweepResult, frustration_sweep
 from .._types import Array, Float
@@ -211,7 +216,7 @@ def embedding_run_report(
             progress_meter=progress_meter,
         )
         ys, result, steps = sol.ys, result_name(sol.result), int(sol.stats["num_steps"])
-    metrics = _metrics_along(ys, data)
+    metrics = _metrics_along(embedding_metrics, ys, data)
     seconds = time.perf_counter() - start
     ml = np.asarray(metrics["min_l2"])
     exact = compare_with_exact(state0, data, ts, ml)
@@ -235,14 +240,6 @@ def embedding_run_report(
         "fast_rate_predicted": exact["fast_rate_predicted"],
         "final_min_l2": float(ml[-1]),
     }
-
-
-@eqx.filter_jit
-def _metrics_along(ys, data):
-    """[`embedding_metrics`][collapse_jax.embedding_metrics] at every saved state, compiled as
-    one program (run eagerly under ``vmap`` it is ~100 small programs, each looked up and
-    dispatched on every run even when the compilation cache holds them)."""
-    return jax.vmap(lambda s: embedding_metrics(s, data))(ys)
 
 
 def embedding_sweep(
